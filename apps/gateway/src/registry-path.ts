@@ -1,0 +1,41 @@
+import { type Digest, RegistryError, parseDigest, validateName } from '@nixery/shared';
+
+/** A parsed `/v2/...` request path. */
+export type RegistryRoute =
+  | { kind: 'base' }
+  | { kind: 'manifest'; name: string; reference: { tag: string } | { digest: Digest } }
+  | { kind: 'blob'; name: string; digest: Digest }
+  | { kind: 'tags'; name: string }
+  | { kind: 'upload'; name: string };
+
+const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/(.*)$/;
+
+/**
+ * Parses the path of a registry request. Throws RegistryError (4xx) for
+ * malformed names, tags and digests; returns null for paths that are not
+ * registry routes at all.
+ */
+export function parseRegistryPath(path: string): RegistryRoute | null {
+  if (path === '/v2/' || path === '/v2') return { kind: 'base' };
+  const m = ROUTE_RE.exec(path);
+  if (!m) return null;
+  const [, name, section, rest] = m as unknown as [string, string, string, string];
+  const nameErr = validateName(name);
+  if (nameErr) throw new RegistryError('NAME_INVALID', nameErr.reason);
+  if (section === 'tags') {
+    if (rest !== 'list') return null;
+    return { kind: 'tags', name };
+  }
+  if (section === 'blobs') {
+    if (rest === 'uploads' || rest.startsWith('uploads/')) return { kind: 'upload', name };
+    const digest = parseDigest(rest);
+    if (!digest) throw new RegistryError('DIGEST_INVALID', 'digest must be sha256:<64 lowercase hex>');
+    return { kind: 'blob', name, digest };
+  }
+  if (rest.includes(':')) {
+    const digest = parseDigest(rest);
+    if (!digest) throw new RegistryError('DIGEST_INVALID', 'digest must be sha256:<64 lowercase hex>');
+    return { kind: 'manifest', name, reference: { digest } };
+  }
+  return { kind: 'manifest', name, reference: { tag: rest } };
+}

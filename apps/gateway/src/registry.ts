@@ -1,0 +1,136 @@
+import {
+  type CachedManifest,
+  type Digest,
+  type ManifestCache,
+  MediaTypes,
+  type Metrics,
+  RegistryError,
+  type SourceResolver,
+  type StorageDriver,
+  blobKey,
+  buildKey,
+  manifestKey,
+  parseImage,
+} from '@nixery/shared';
+import type { Context } from 'koa';
+import type { BuildClient } from './build-client';
+import { parseRange } from './range';
+import { type RegistryRoute, parseRegistryPath } from './registry-path';
+
+/** What the registry handlers need. */
+export interface RegistryDeps {
+  storage: StorageDriver;
+  manifests: ManifestCache;
+  resolver: SourceResolver;
+  builds: BuildClient;
+  metrics: Metrics;
+}
+
+const READ_METHODS = new Set(['GET', 'HEAD']);
+
+/** Handles every `/v2/` request; returns false when the path is not a registry route. */
+export async function handleRegistry(ctx: Context, deps: RegistryDeps): Promise<boolean> {
+  if (!ctx.path.startsWith('/v2')) return false;
+  ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
+  const route = parseRegistryPath(ctx.path);
+  if (!route) throw new RegistryError('UNSUPPORTED', 'unknown registry endpoint');
+  ctx.state.route = route.kind;
+  if (route.kind === 'upload' || !READ_METHODS.has(ctx.method)) throw new RegistryError('UNSUPPORTED');
+  switch (route.kind) {
+    case 'base':
+      ctx.status = 200;
+      ctx.set('Content-Type', 'application/json');
+      ctx.body = Buffer.from('{}');
+      return true;
+    case 'manifest':
+      await serveManifest(ctx, deps, route);
+      return true;
+    case 'blob':
+      await serveBlob(ctx, deps, route.digest);
+      return true;
+    case 'tags': {
+      const tags = await deps.resolver.tags().catch(() => ['latest']);
+      ctx.set('Content-Type', 'application/json');
+      ctx.body = Buffer.from(JSON.stringify({ name: route.name, tags }));
+      return true;
+    }
+  }
+}
+
+async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<RegistryRoute, { kind: 'manifest' }>): Promise<void> {
+  let m: CachedManifest | null;
+  if ('digest' in route.reference) {
+    m = await manifestByDigest(deps, route.reference.digest);
+    if (!m) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { digest: route.reference.digest });
+  } else {
+    const parsed = parseImage(route.name, route.reference.tag);
+    if (!parsed.ok) {
+      throw new RegistryError(parsed.error.kind === 'tag_invalid' ? 'TAG_INVALID' : 'NAME_INVALID', parsed.error.reason);
+    }
+    const image = parsed.spec;
+    const source = await deps.resolver.resolve(image.tag);
+    const key = buildKey(image, source);
+    m = await deps.manifests.byBuildKey(key);
+    if (m) {
+      deps.metrics.manifestCacheHits.inc();
+    } else {
+      deps.metrics.manifestCacheMisses.inc();
+      const result = await deps.builds.build({ buildKey: key, image, source });
+      m = (await deps.manifests.byBuildKey(key)) ?? (await manifestByDigest(deps, result.manifestDigest as Digest));
+      if (!m) throw new RegistryError('UNAVAILABLE', 'built manifest is not available yet; retry', undefined, { 'Retry-After': '2' });
+    }
+    ctx.state.log?.info({ digest: m.digest, revision: m.revision }, 'manifest');
+  }
+  const body = Buffer.from(m.body);
+  ctx.status = 200;
+  ctx.set('Content-Type', m.mediaType);
+  ctx.set('Docker-Content-Digest', m.digest);
+  ctx.set('Etag', `"${m.digest}"`);
+  ctx.body = body;
+}
+
+async function manifestByDigest(deps: RegistryDeps, digest: Digest): Promise<CachedManifest | null> {
+  const cached = await deps.manifests.byDigest(digest);
+  if (cached) return cached;
+  const obj = await deps.storage.read(manifestKey(digest));
+  if (!obj) return null;
+  const chunks: Buffer[] = [];
+  for await (const c of obj.stream) chunks.push(c as Buffer);
+  return { digest, mediaType: MediaTypes.dockerManifest, body: Buffer.concat(chunks).toString('utf8'), revision: '' };
+}
+
+async function serveBlob(ctx: Context, deps: RegistryDeps, digest: Digest): Promise<void> {
+  const key = blobKey(digest);
+  const info = await deps.storage.stat(key);
+  if (!info) throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
+  ctx.set('Docker-Content-Digest', digest);
+  ctx.set('Accept-Ranges', 'bytes');
+  ctx.set('Cache-Control', 'max-age=31536000');
+  if (ctx.method === 'GET' && deps.storage.redirectUrl) {
+    const url = await deps.storage.redirectUrl(key);
+    if (url) {
+      ctx.status = 307;
+      ctx.set('Location', url);
+      ctx.body = null;
+      return;
+    }
+  }
+  const range = parseRange(ctx.get('Range') || undefined, info.size);
+  const contentType = info.contentType ?? MediaTypes.octetStream;
+  if (ctx.method === 'HEAD') {
+    ctx.status = range ? 206 : 200;
+    ctx.set('Content-Type', contentType);
+    ctx.set('Content-Length', String(range ? range.end - range.start + 1 : info.size));
+    if (range) ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
+    return;
+  }
+  const obj = await deps.storage.read(key, range);
+  if (!obj) throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { digest });
+  const length = range ? range.end - range.start + 1 : obj.size;
+  ctx.status = range ? 206 : 200;
+  if (range) ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${obj.size}`);
+  ctx.set('Content-Type', contentType);
+  obj.stream.on('end', () => deps.metrics.bytesServed.inc(length));
+  ctx.body = obj.stream;
+  ctx.length = length;
+}

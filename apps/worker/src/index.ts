@@ -1,0 +1,1 @@
+export { startBuildWorker, type BuildWorker, type WorkerDeps } from './worker';

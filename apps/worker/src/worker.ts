@@ -1,0 +1,133 @@
+import {
+  type BuildJobData,
+  type BuildJobResult,
+  type BuildProgress,
+  type Config,
+  LayerCache,
+  type Logger,
+  ManifestCache,
+  type Metrics,
+  PopularityReader,
+  type Redis,
+  type StorageDriver,
+  bumpClusterStat,
+  buildImage,
+  buildQueueName,
+  encodeFailure,
+  redisKeys,
+} from '@nixery/shared';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+
+/** A running build worker (one BullMQ worker per Nix system it builds). */
+export interface BuildWorker {
+  /** Stops taking jobs, waits for running ones (or hands them back after `graceMs`), closes connections. */
+  close(): Promise<void>;
+}
+
+/** Dependencies handed in by the process that starts the worker. */
+export interface WorkerDeps {
+  config: Config;
+  /** Connection for caches, locks and stats. */
+  redis: Redis;
+  /** Makes a fresh connection (BullMQ workers need their own blocking connection). */
+  connect: () => Redis;
+  storage: StorageDriver;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Starts build workers for every system in `config.workerSystems`. */
+export function startBuildWorker(deps: WorkerDeps): BuildWorker {
+  const { config, redis, log, metrics } = deps;
+  const keys = redisKeys(config.redisPrefix);
+  const layerCache = new LayerCache(redis, keys, config.layerLockTtlSeconds * 1000);
+  const manifests = new ManifestCache(redis, keys);
+  const popularity = new PopularityReader(redis, keys, {
+    ...(config.popularityUrl ? { seedUrl: config.popularityUrl } : {}),
+    log,
+  });
+
+  const process = async (job: Job<BuildJobData, BuildJobResult>, _token?: string, signal?: AbortSignal): Promise<BuildJobResult> => {
+    const started = Date.now();
+    const data = job.data;
+    const jlog = log.child({ jobId: job.id, image: data.image.name, tag: data.image.tag, buildKey: data.buildKey });
+    const abort = signal ?? new AbortController().signal;
+    let stageStart = Date.now();
+    let stage: BuildProgress['stage'] = 'queued';
+    const progress = (p: BuildProgress) => {
+      if (p.stage !== stage) {
+        metrics.buildDuration.observe({ stage }, (Date.now() - stageStart) / 1000);
+        stage = p.stage;
+        stageStart = Date.now();
+      }
+      job.updateProgress({ ...p, startedAt: started }).catch(() => undefined);
+    };
+    jlog.info({ packages: data.image.packages, revision: data.source.revision, attempt: job.attemptsMade + 1 }, 'build started');
+    const outcome = await buildImage(
+      {
+        storage: deps.storage,
+        layerCache,
+        popularity: () => popularity.get(),
+        nixDir: config.nixDir,
+        nixOptions: config.nixOptions,
+        nixTimeoutMs: config.nixTimeoutSeconds * 1000,
+        layerBudget: config.layerBudget,
+        packConcurrency: config.packConcurrency,
+        log: jlog,
+        onNixBuild: () => {
+          metrics.buildsStarted.inc();
+          bumpClusterStat(redis, keys, 'builds_started').catch(() => undefined);
+        },
+        onLayerPacked: (bytes) => {
+          metrics.layersPacked.inc();
+          metrics.bytesPacked.inc(bytes);
+          bumpClusterStat(redis, keys, 'layers_packed').catch(() => undefined);
+        },
+        onLayerCacheHit: () => metrics.layerCacheHits.inc(),
+      },
+      data,
+      progress,
+      abort,
+    );
+    if (!outcome.ok) {
+      metrics.buildsFailed.inc({ reason: outcome.failure.kind });
+      await bumpClusterStat(redis, keys, 'builds_failed').catch(() => undefined);
+      jlog.warn({ failure: outcome.failure, transient: outcome.transient }, 'build failed');
+      const msg = encodeFailure(outcome.failure);
+      throw outcome.transient ? new Error(msg) : new UnrecoverableError(msg);
+    }
+    const img = outcome.image;
+    await manifests.put(data.buildKey, {
+      digest: img.manifest.digest,
+      mediaType: img.manifest.mediaType,
+      body: img.manifest.body,
+      revision: data.source.revision,
+    });
+    metrics.buildsSucceeded.inc();
+    await bumpClusterStat(redis, keys, 'builds_succeeded').catch(() => undefined);
+    const durationMs = Date.now() - started;
+    jlog.info({ digest: img.manifest.digest, layers: img.layers.length, packed: img.packedLayers, size: img.size, durationMs }, 'build finished');
+    return { manifestDigest: img.manifest.digest, layers: img.layers.length, size: img.size, packedLayers: img.packedLayers, durationMs };
+  };
+
+  const workers = config.workerSystems.map(
+    (system) =>
+      new Worker<BuildJobData, BuildJobResult>(buildQueueName(system), process, {
+        connection: deps.connect(),
+        prefix: config.redisPrefix,
+        concurrency: config.workerConcurrency,
+        lockDuration: 30_000,
+        stalledInterval: 15_000,
+        maxStalledCount: 2,
+      }),
+  );
+  for (const w of workers) {
+    w.on('error', (err) => log.error({ err }, 'worker error'));
+  }
+  log.info({ systems: config.workerSystems, concurrency: config.workerConcurrency }, 'build worker started');
+  return {
+    close: async () => {
+      await Promise.all(workers.map((w) => w.close()));
+    },
+  };
+}

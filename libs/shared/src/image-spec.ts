@@ -1,0 +1,80 @@
+/**
+ * Image names as Nixery defines them: every path component of the repository
+ * name is a top-level package of the package set. Parsed here, at the edge,
+ * into an `ImageSpec`; nothing downstream re-validates the text.
+ */
+
+/** A Nix system string a worker can build for. */
+export type NixSystem = 'x86_64-linux' | 'aarch64-linux';
+
+/** A parsed, normalised image request. */
+export interface ImageSpec {
+  /** The repository name as requested (e.g. "shell/git/htop"). */
+  readonly name: string;
+  /** The tag (for git sources: a branch, tag or commit). */
+  readonly tag: string;
+  /** Packages to install: meta-packages expanded, always-added packages included, sorted, deduplicated. */
+  readonly packages: readonly string[];
+  /** Target system. */
+  readonly system: NixSystem;
+  /** OCI/Docker architecture name of `system`. */
+  readonly architecture: 'amd64' | 'arm64';
+}
+
+/** Why a name or tag was rejected. */
+export type SpecError = { kind: 'name_invalid'; reason: string } | { kind: 'tag_invalid'; reason: string };
+
+/** Packages of the `shell` meta-package (as in Nixery). */
+export const SHELL_PACKAGES = ['bashInteractive', 'coreutils', 'moreutils', 'nano'] as const;
+/** Packages every image gets. */
+export const ALWAYS_PACKAGES = ['cacert', 'iana-etc'] as const;
+
+/** Repository names may hold at most this many bytes (as in the distribution registry). */
+export const MAX_NAME_LENGTH = 255;
+const COMPONENT_RE = /^[A-Za-z0-9_][A-Za-z0-9._+-]*$/;
+const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+/** Validates a repository name's shape without interpreting it. */
+export function validateName(name: string): SpecError | null {
+  if (name.length === 0 || name.length > MAX_NAME_LENGTH) {
+    return { kind: 'name_invalid', reason: `name must be 1-${MAX_NAME_LENGTH} characters` };
+  }
+  for (const c of name.split('/')) {
+    if (!COMPONENT_RE.test(c) || c.includes('..') || c.endsWith('.')) {
+      return { kind: 'name_invalid', reason: `invalid path component "${c.slice(0, 64)}"` };
+    }
+  }
+  return null;
+}
+
+/** Validates a tag. */
+export function validateTag(tag: string): SpecError | null {
+  return TAG_RE.test(tag) ? null : { kind: 'tag_invalid', reason: 'tag must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}' };
+}
+
+/**
+ * Parses a repository name and tag into an ImageSpec. A leading `arm64`
+ * selects aarch64-linux; a `shell` component (first after the architecture)
+ * expands to SHELL_PACKAGES. Order and duplicates do not change the result.
+ */
+export function parseImage(name: string, tag: string): { ok: true; spec: ImageSpec } | { ok: false; error: SpecError } {
+  const nameErr = validateName(name);
+  if (nameErr) return { ok: false, error: nameErr };
+  const tagErr = validateTag(tag);
+  if (tagErr) return { ok: false, error: tagErr };
+
+  let parts = name.split('/');
+  let system: NixSystem = 'x86_64-linux';
+  if (parts[0] === 'arm64') {
+    system = 'aarch64-linux';
+    parts = parts.slice(1);
+  } else if (parts[0] === 'amd64') {
+    parts = parts.slice(1);
+  }
+  if (parts[0] === 'shell') parts = [...parts.slice(1), ...SHELL_PACKAGES];
+  const packages = [...new Set([...parts, ...ALWAYS_PACKAGES])].sort();
+  return {
+    ok: true,
+    spec: { name, tag, packages, system, architecture: system === 'aarch64-linux' ? 'arm64' : 'amd64' },
+  };
+}

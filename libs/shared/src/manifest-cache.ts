@@ -1,0 +1,61 @@
+import type { Redis } from 'ioredis';
+import type { RedisKeys } from './redis';
+
+/** A cached manifest: everything needed to answer a manifest request. */
+export interface CachedManifest {
+  digest: string;
+  mediaType: string;
+  body: string;
+  /** The package-source revision it was built from. */
+  revision: string;
+}
+
+/**
+ * Manifests by build key and by digest, in Redis (shared by every gateway)
+ * with a small in-process LRU in front, so warm pulls touch neither Nix nor storage.
+ */
+export class ManifestCache {
+  private readonly memory = new Map<string, CachedManifest>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly memoryEntries = 1000,
+  ) {}
+
+  async byBuildKey(buildKey: string): Promise<CachedManifest | null> {
+    return this.lookup(this.keys.manifestByBuild(buildKey));
+  }
+
+  async byDigest(digest: string): Promise<CachedManifest | null> {
+    return this.lookup(this.keys.manifestByDigest(digest));
+  }
+
+  async put(buildKey: string, m: CachedManifest): Promise<void> {
+    const v = JSON.stringify(m);
+    await this.redis.multi().set(this.keys.manifestByBuild(buildKey), v).set(this.keys.manifestByDigest(m.digest), v).exec();
+    this.remember(this.keys.manifestByBuild(buildKey), m);
+  }
+
+  private async lookup(key: string): Promise<CachedManifest | null> {
+    const mem = this.memory.get(key);
+    if (mem) {
+      this.memory.delete(key);
+      this.memory.set(key, mem);
+      return mem;
+    }
+    const v = await this.redis.get(key);
+    if (!v) return null;
+    const m = JSON.parse(v) as CachedManifest;
+    this.remember(key, m);
+    return m;
+  }
+
+  private remember(key: string, m: CachedManifest): void {
+    this.memory.set(key, m);
+    if (this.memory.size > this.memoryEntries) {
+      const oldest = this.memory.keys().next().value;
+      if (oldest !== undefined) this.memory.delete(oldest);
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import type { Redis } from 'ioredis';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RedisKeys } from './redis';
+
+/** Cluster-wide counters kept in Redis (a hash), so any gateway can report them. */
+export const CLUSTER_STATS = ['builds_started', 'builds_succeeded', 'builds_failed', 'layers_packed'] as const;
+export type ClusterStat = (typeof CLUSTER_STATS)[number];
+
+/** Increments a cluster-wide counter. */
+export async function bumpClusterStat(redis: Redis, keys: RedisKeys, stat: ClusterStat, by = 1): Promise<void> {
+  await redis.hincrby(keys.stats, stat, by);
+}
+
+/** Reads every cluster-wide counter. */
+export async function readClusterStats(redis: Redis, keys: RedisKeys): Promise<Record<ClusterStat, number>> {
+  const raw = await redis.hgetall(keys.stats);
+  return Object.fromEntries(CLUSTER_STATS.map((s) => [s, Number(raw[s] ?? 0)])) as Record<ClusterStat, number>;
+}
+
+/** This process's Prometheus metrics. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'nixery_process_' });
+  const m = {
+    registry,
+    httpRequests: new Counter({ name: 'nixery_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
+    httpDuration: new Histogram({ name: 'nixery_http_request_duration_seconds', help: 'HTTP request latency by route', labelNames: ['method', 'route'], buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60, 300], registers: [registry] }),
+    manifestCacheHits: new Counter({ name: 'nixery_manifest_cache_hits_total', help: 'Manifest requests answered from the cache', registers: [registry] }),
+    manifestCacheMisses: new Counter({ name: 'nixery_manifest_cache_misses_total', help: 'Manifest requests that needed a build job', registers: [registry] }),
+    buildsStarted: new Counter({ name: 'nixery_builds_started_total', help: 'Nix image builds started by this process', registers: [registry] }),
+    buildsSucceeded: new Counter({ name: 'nixery_builds_succeeded_total', help: 'Image builds that succeeded in this process', registers: [registry] }),
+    buildsFailed: new Counter({ name: 'nixery_builds_failed_total', help: 'Image builds that failed in this process', labelNames: ['reason'], registers: [registry] }),
+    buildDuration: new Histogram({ name: 'nixery_build_duration_seconds', help: 'Build duration by stage', labelNames: ['stage'], buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300], registers: [registry] }),
+    layerCacheHits: new Counter({ name: 'nixery_layer_cache_hits_total', help: 'Layers reused from the layer cache', registers: [registry] }),
+    layersPacked: new Counter({ name: 'nixery_layers_packed_total', help: 'Layers packed', registers: [registry] }),
+    bytesPacked: new Counter({ name: 'nixery_layer_bytes_packed_total', help: 'Compressed bytes of packed layers', registers: [registry] }),
+    bytesServed: new Counter({ name: 'nixery_blob_bytes_served_total', help: 'Blob bytes streamed to clients', registers: [registry] }),
+    clusterStats: new Gauge({ name: 'nixery_cluster_total', help: 'Cluster-wide counters from Redis (builds_started, ...)', labelNames: ['counter'], registers: [registry] }),
+  };
+  return m;
+}
+export type Metrics = ReturnType<typeof createMetrics>;

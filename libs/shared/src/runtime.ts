@@ -1,0 +1,43 @@
+import type { Redis } from 'ioredis';
+import type { Config } from './config';
+import { type Logger, createLogger } from './logger';
+import { type Metrics, createMetrics } from './metrics';
+import { type RedisTarget, connectRedis } from './redis';
+import type { StorageDriver } from './storage/driver';
+import { createStorage } from './storage';
+
+/** The shared resources of a process: logger, metrics, Redis connections and storage. */
+export interface Runtime {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  redis: Redis;
+  connect: () => Redis;
+  storage: StorageDriver;
+  /** Closes every Redis connection made through `connect` and the main one. */
+  close(): Promise<void>;
+}
+
+/** Builds the runtime for a process from its config and a Redis target. */
+export function createRuntime(config: Config, target: RedisTarget, name: string): Runtime {
+  const log = createLogger({ level: config.logLevel, format: config.logFormat, name });
+  const connections: Redis[] = [];
+  const connect = () => {
+    const c = connectRedis(target);
+    c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+    connections.push(c);
+    return c;
+  };
+  const redis = connect();
+  return {
+    config,
+    log,
+    metrics: createMetrics(),
+    redis,
+    connect,
+    storage: createStorage(config.storage),
+    close: async () => {
+      await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+    },
+  };
+}

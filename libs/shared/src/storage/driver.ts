@@ -1,0 +1,53 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * A storage key: a relative, slash-separated path made by this project from
+ * validated parts (digests, random staging ids), never from raw user text.
+ * Made only by the helpers in `keys.ts`.
+ */
+export type StorageKey = string & { readonly __brand: 'StorageKey' };
+
+/** Byte range, inclusive at both ends, as in an HTTP `Range: bytes=start-end` header. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** What `stat` knows about a stored object. */
+export interface ObjectInfo {
+  size: number;
+  contentType?: string;
+}
+
+/** A readable object, or a slice of it when a range was asked for. */
+export interface ObjectReader {
+  stream: Readable;
+  /** Total size of the whole object in bytes. */
+  size: number;
+}
+
+/**
+ * The storage driver interface: a small blob store. Every driver passes the
+ * shared conformance suite in test/storage-conformance.ts.
+ */
+export interface StorageDriver {
+  /** Short name for logs and metrics ("filesystem", "gcs"). */
+  readonly name: string;
+  /** Streams `source` into `key` (overwriting) and resolves with the byte count. Never buffers the whole object. */
+  write(key: StorageKey, source: Readable, opts?: { contentType?: string }): Promise<{ size: number }>;
+  /** Opens `key` for reading, optionally a byte range (already validated against the size). Null when missing. */
+  read(key: StorageKey, range?: ByteRange): Promise<ObjectReader | null>;
+  /** Size and content type of `key`, or null when missing. */
+  stat(key: StorageKey): Promise<ObjectInfo | null>;
+  /** Moves `from` to `to` (overwriting `to`); `to` appears complete or not at all. */
+  move(from: StorageKey, to: StorageKey): Promise<void>;
+  /** Deletes `key`; deleting a missing key is not an error. */
+  delete(key: StorageKey): Promise<void>;
+  /**
+   * Optional capability: a URL a client can fetch `key` from directly (signed or
+   * public). When offered, the gateway answers blob GETs with a 307 redirect.
+   */
+  redirectUrl?(key: StorageKey): Promise<string | null>;
+  /** Checks that the backend is reachable (for /readyz). */
+  ping(): Promise<void>;
+}
