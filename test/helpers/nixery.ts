@@ -1,0 +1,119 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from './proc';
+
+export { freePort };
+
+export const REPO = path.resolve(__dirname, '../..');
+
+/** A Nixery process started for a test. */
+export interface NixeryInstance {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** 127.0.0.1:PORT, for registry clients. */
+  host: string;
+  port: number;
+  storagePath: string;
+  logFile: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `src/single-node.ts` (what `npm start` runs) in a child process with a
+ * temporary storage path and its own embedded Redis, and waits for /v2/.
+ * `entry` selects another entry point (e.g. an app's main.ts) with the same env handling.
+ */
+export async function startNixery(
+  env: Record<string, string> = {},
+  opts: { entry?: string; storagePath?: string; port?: number } = {},
+): Promise<NixeryInstance> {
+  const port = opts.port ?? (await freePort());
+  const storagePath = opts.storagePath ?? (await mkdtemp(path.join(os.tmpdir(), 'nixery-test-')));
+  const logFile = path.join(REPO, 'test-artifacts', `nixery-${port}.log`);
+  const log = createWriteStream(logFile);
+  const child = spawn(process.execPath, ['--import', 'tsx', opts.entry ?? path.join(REPO, 'src/single-node.ts')], {
+    cwd: REPO,
+    env: {
+      ...process.env,
+      TSX_TSCONFIG_PATH: path.join(REPO, 'test/tsconfig.json'),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      STORAGE_PATH: storagePath,
+      LOG_LEVEL: 'debug',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  let exited: number | null = null;
+  child.on('exit', (code) => {
+    exited = code ?? -1;
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited !== null) throw new Error(`nixery exited with ${exited} during start-up; see ${logFile}`);
+    const ok = await fetch(`${url}/v2/`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`nixery did not start; see ${logFile}`);
+    await sleep(100);
+  }
+  return {
+    url,
+    host: `127.0.0.1:${port}`,
+    port,
+    storagePath,
+    logFile,
+    child,
+    stop: async () => {
+      if (exited === null) {
+        const done = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const t = setTimeout(() => {
+          try {
+            process.kill(-child.pid!, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }, 15_000);
+        await done;
+        clearTimeout(t);
+      }
+      if (!opts.storagePath) await rm(storagePath, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+/** Reads one counter (sum over labels) from a Prometheus text page. */
+export function metricValue(text: string, name: string, labels?: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    if (labels) {
+      const l = m[2] ?? '';
+      if (!Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`))) continue;
+    }
+    sum += Number(m[3]);
+  }
+  return sum;
+}
+
+/** Fetches /metrics and reads one value. */
+export async function metric(url: string, name: string, labels?: Record<string, string>): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return metricValue(text, name, labels);
+}
+
+export const MANIFEST_ACCEPT = [
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.oci.image.manifest.v1+json',
+].join(', ');
