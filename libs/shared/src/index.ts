@@ -24,3 +24,4 @@ export type { Redis } from 'ioredis';
 export * from './embedded-redis';
 export * from './runtime';
 export * from './process-main';
+export * from './layering';

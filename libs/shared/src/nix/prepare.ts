@@ -1,0 +1,229 @@
+import { join } from 'node:path';
+import type { ClosureGraph } from '../graph';
+import { isStorePath, parsePathInfoJson } from './closure';
+import { runCommand, type RunResult } from './run';
+import { toNixSourceArgs, type PackageSourceArgs } from './source';
+
+/** Options of {@link prepareImage}. */
+export interface PrepareOptions {
+  /** Directory holding prepare-image.nix and load-pkgs.nix (the repo's nix/). */
+  nixDir: string;
+  /** The package set to look packages up in. */
+  source: PackageSourceArgs;
+  /** Nix system, e.g. "x86_64-linux". */
+  system: string;
+  /** Package names as asked for ("hello", "xorg.xev", "bashinteractive"); passed to Nix as JSON data. */
+  packages: string[];
+  /** Time for the whole preparation (evaluation, build, closure query), in ms. */
+  timeoutMs: number;
+  /** Aborting kills the running Nix command. */
+  signal?: AbortSignal;
+  /** Extra arguments for every Nix command, e.g. ['--option', 'substituters', '']. Default none. */
+  extraNixOptions?: string[];
+  /** Called when a stage starts. */
+  onStage?: (stage: PrepareStage) => void;
+  /** Called with each line Nix writes to stderr (build logs, progress). */
+  onLog?: (line: string) => void;
+  /** Environment for the Nix commands. Default: this process's. */
+  env?: NodeJS.ProcessEnv;
+  /** Names of the Nix programs (or absolute paths). Defaults: nix-instantiate, nix-store, nix. */
+  commands?: Partial<NixCommands>;
+}
+
+/** The Nix programs prepareImage runs. */
+export interface NixCommands {
+  nixInstantiate: string;
+  nixStore: string;
+  nix: string;
+}
+
+/** Stages of a preparation, reported through `onStage`. */
+export type PrepareStage = 'evaluating' | 'building';
+
+/** A found package: the attribute path it resolved to and its output path. */
+export interface PreparedPackage {
+  /** Resolved attribute path, e.g. "bashInteractive" for "bashinteractive". */
+  attr: string;
+  /** Store path of the built output. */
+  out: string;
+}
+
+/** The outcome of a preparation; errors are data, never thrown. */
+export type PrepareResult =
+  | {
+      kind: 'ok';
+      /** Runtime closure of all found packages; roots are their output paths (request order, unique). */
+      graph: ClosureGraph;
+      /** Keyed by the name as requested. */
+      packages: Record<string, PreparedPackage>;
+    }
+  /** Names (as requested, in request order) the package set does not have. Not worth retrying. */
+  | { kind: 'missing'; packages: string[] }
+  /** Nix failed. `transient` says whether a retry may help (timeout, abort, network, store lock...). */
+  | { kind: 'failed'; message: string; transient: boolean };
+
+/** What prepare-image.nix reports for one found package. */
+interface EvalFound {
+  attr: string;
+  out: string;
+  drv: string;
+  output: string;
+  name: string;
+}
+
+const DEFAULT_COMMANDS: NixCommands = { nixInstantiate: 'nix-instantiate', nixStore: 'nix-store', nix: 'nix' };
+const MESSAGE_LIMIT = 2000;
+
+const TRANSIENT_PATTERNS: readonly RegExp[] = [
+  /unable to download/i,
+  /could not resolve host/i,
+  /couldn't resolve host/i,
+  /connection (refused|reset|timed out)/i,
+  /timed? ?out/i,
+  /temporary failure/i,
+  /HTTP error (5\d\d|429)/i,
+  /database is locked/i,
+  /SQLite database .* is busy/i,
+  /no space left on device/i,
+  /resource temporarily unavailable/i,
+  /cannot fork|fork: retry/i,
+  /cannot connect to daemon/i,
+];
+
+/** Whether Nix's stderr describes a failure a retry may fix (network, locks, resources). */
+export function isTransientNixError(stderr: string): boolean {
+  return TRANSIENT_PATTERNS.some((re) => re.test(stderr));
+}
+
+/** Nix's stderr made fit for a message: colours removed, the last part kept, trimmed. */
+export function trimNixStderr(stderr: string, limit = MESSAGE_LIMIT): string {
+  // eslint-disable-next-line no-control-regex
+  const plain = stderr.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').trim();
+  return plain.length > limit ? `...${plain.slice(plain.length - limit)}` : plain;
+}
+
+function commandFailure(what: string, r: RunResult, timeoutMs: number): PrepareResult {
+  if (r.aborted) return { kind: 'failed', message: `${what} aborted`, transient: true };
+  if (r.timedOut) return { kind: 'failed', message: `${what} timed out after ${timeoutMs} ms`, transient: true };
+  if (r.spawnError !== undefined) {
+    return { kind: 'failed', message: `${what} could not start: ${r.spawnError}`, transient: false };
+  }
+  const tail = trimNixStderr(r.stderr);
+  const how = r.exitSignal ? `killed by ${r.exitSignal}` : `exit ${r.code}`;
+  return {
+    kind: 'failed',
+    message: `${what} failed (${how})${tail ? `: ${tail}` : ''}`,
+    transient: r.exitSignal !== null || isTransientNixError(r.stderr),
+  };
+}
+
+/** Checks prepare-image.nix's JSON; returns the parsed result or an error string. */
+function parseEvalOutput(
+  text: string,
+  requested: readonly string[],
+): { found: Record<string, EvalFound>; missing: string[] } | { error: string } {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    return { error: `prepare-image.nix printed invalid JSON: ${(e as Error).message}` };
+  }
+  const d = data as { found?: unknown; missing?: unknown } | null;
+  if (d === null || typeof d !== 'object' || typeof d.found !== 'object' || d.found === null || !Array.isArray(d.missing)) {
+    return { error: 'prepare-image.nix printed an unexpected shape' };
+  }
+  const found: Record<string, EvalFound> = {};
+  for (const [name, raw] of Object.entries(d.found as Record<string, unknown>)) {
+    const f = raw as Partial<EvalFound> | null;
+    if (
+      f === null || typeof f !== 'object' || typeof f.attr !== 'string' || typeof f.out !== 'string' ||
+      typeof f.drv !== 'string' || !isStorePath(f.out) || !isStorePath(f.drv) || !f.drv.endsWith('.drv')
+    ) {
+      return { error: `prepare-image.nix printed an unexpected entry for ${JSON.stringify(name)}` };
+    }
+    found[name] = {
+      attr: f.attr,
+      out: f.out,
+      drv: f.drv,
+      output: typeof f.output === 'string' && /^[A-Za-z0-9_-]+$/.test(f.output) ? f.output : 'out',
+      name: typeof f.name === 'string' ? f.name : f.attr,
+    };
+  }
+  const missingSet = new Set((d.missing as unknown[]).map(String));
+  // Report in request order, once each.
+  const missing = [...new Set(requested.filter((n) => missingSet.has(n)))];
+  return { found, missing };
+}
+
+/**
+ * Looks `packages` up in the package set with nix/prepare-image.nix, builds
+ * them (`nix-store --realise`) and reads their runtime closure graph
+ * (`nix path-info --json --recursive`). Never throws: unknown names come back
+ * as `missing`, Nix errors (with the tail of their stderr), timeouts and
+ * aborts as `failed`. Package names are passed as JSON data, never as code.
+ */
+export async function prepareImage(opts: PrepareOptions): Promise<PrepareResult> {
+  const deadline = Date.now() + opts.timeoutMs;
+  const commands = { ...DEFAULT_COMMANDS, ...opts.commands };
+  const extra = opts.extraNixOptions ?? [];
+
+  if (!Array.isArray(opts.packages) || !opts.packages.every((p) => typeof p === 'string')) {
+    return { kind: 'failed', message: 'packages must be a list of strings', transient: false };
+  }
+  const src = toNixSourceArgs(opts.source);
+  if ('error' in src) return { kind: 'failed', message: src.error, transient: false };
+
+  const run = (cmd: string, args: string[]): Promise<RunResult> =>
+    runCommand(cmd, args, {
+      timeoutMs: Math.max(1, deadline - Date.now()),
+      signal: opts.signal,
+      env: opts.env,
+      onStderrLine: opts.onLog,
+    });
+
+  // 1. Evaluate: which packages exist, and their derivations.
+  opts.onStage?.('evaluating');
+  const evalRun = await run(commands.nixInstantiate, [
+    '--eval', '--strict', '--json', '--read-write-mode',
+    ...extra,
+    join(opts.nixDir, 'prepare-image.nix'),
+    '--argstr', 'srcType', src.srcType,
+    '--argstr', 'srcArgs', src.srcArgs,
+    '--argstr', 'system', opts.system,
+    '--argstr', 'packages', JSON.stringify(opts.packages),
+  ]);
+  if (evalRun.code !== 0 || evalRun.timedOut || evalRun.aborted) {
+    return commandFailure('nix evaluation', evalRun, opts.timeoutMs);
+  }
+  const evaluated = parseEvalOutput(evalRun.stdout, opts.packages);
+  if ('error' in evaluated) return { kind: 'failed', message: evaluated.error, transient: false };
+  if (evaluated.missing.length > 0) return { kind: 'missing', packages: evaluated.missing };
+
+  const packages: Record<string, PreparedPackage> = {};
+  for (const [name, f] of Object.entries(evaluated.found)) packages[name] = { attr: f.attr, out: f.out };
+  const roots = [...new Set(opts.packages.map((n) => evaluated.found[n]?.out).filter((p): p is string => !!p))];
+  if (roots.length === 0) return { kind: 'ok', graph: { roots: [], paths: {} }, packages };
+
+  // 2. Build the wanted outputs.
+  opts.onStage?.('building');
+  const targets = [...new Set(Object.values(evaluated.found).map((f) => `${f.drv}!${f.output}`))].sort();
+  const buildRun = await run(commands.nixStore, ['--realise', ...extra, ...targets]);
+  if (buildRun.code !== 0 || buildRun.timedOut || buildRun.aborted) {
+    return commandFailure('nix build', buildRun, opts.timeoutMs);
+  }
+
+  // 3. The runtime closure graph.
+  const infoRun = await run(commands.nix, [
+    'path-info', '--extra-experimental-features', 'nix-command', ...extra, '--json', '--recursive', ...roots,
+  ]);
+  if (infoRun.code !== 0 || infoRun.timedOut || infoRun.aborted) {
+    return commandFailure('nix path-info', infoRun, opts.timeoutMs);
+  }
+  const parsed = parsePathInfoJson(infoRun.stdout);
+  if ('error' in parsed) return { kind: 'failed', message: parsed.error, transient: false };
+  const { paths } = parsed;
+  for (const root of roots) {
+    if (!paths[root]) return { kind: 'failed', message: `closure of ${root} is missing from nix path-info`, transient: false };
+  }
+  return { kind: 'ok', graph: { roots, paths }, packages };
+}
