@@ -41,11 +41,9 @@ export async function putStaged(
   const staging = stagingKey();
   const hasher = new HashCounter();
   const out = new PassThrough();
+  const writing = storage.write(staging, out, { contentType });
   try {
-    const [, written] = await Promise.all([
-      pipeline(source, hasher, out),
-      storage.write(staging, out, { contentType }),
-    ]);
+    const [, written] = await Promise.all([pipeline(source, hasher, out), writing]);
     const digest = hasher.digest();
     if (written.size !== hasher.bytes) throw new Error(`short write: ${written.size} of ${hasher.bytes} bytes`);
     await storage.move(staging, finalKey(digest));
@@ -53,6 +51,7 @@ export async function putStaged(
   } catch (err) {
     source.destroy();
     out.destroy();
+    await writing.catch(() => undefined);
     await storage.delete(staging).catch(() => undefined);
     throw err;
   }

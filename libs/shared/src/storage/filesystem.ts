@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ByteRange, ObjectInfo, ObjectReader, StorageDriver, StorageKey } from './driver';
+import { isValidKey } from './keys';
+
+/**
+ * Thrown by a driver handed a key that is not one of the shapes made by
+ * `keys.ts`, or whose path would leave the storage root. Never expected in
+ * normal operation: it means a bug or an attack upstream.
+ */
+export class InvalidStorageKeyError extends Error {
+  constructor(readonly key: string) {
+    super(`invalid storage key: ${JSON.stringify(key)}`);
+    this.name = 'InvalidStorageKeyError';
+  }
+}
+
+/** True for a Node fs error with the given code (ENOENT, ...). */
+function isErrno(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
+}
+
+/** Counts the bytes flowing through it. */
+class ByteCounter extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
+    this.bytes += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+/**
+ * A storage driver keeping each object as a plain file at `root/<key>`
+ * (e.g. `root/layers/<hex>`), for single-node setups.
+ *
+ * - `write` streams into a temporary file beside the target and renames it
+ *   into place, so a key never shows a half-written file.
+ * - `move` is a `rename(2)`: atomic, and `root` is one filesystem.
+ * - Content types are not stored: `stat` omits `contentType`.
+ * - No `redirectUrl`: the gateway streams the file itself (with ranges).
+ *
+ * `root` need not exist yet: it and the key directories are created on demand.
+ */
+export function createFilesystemDriver(root: string): StorageDriver {
+  const base = path.resolve(root);
+
+  /** The absolute file path of `key`, after checking the key's shape and that it stays under `base`. */
+  function pathOf(key: StorageKey): string {
+    if (typeof key !== 'string' || !isValidKey(key)) throw new InvalidStorageKeyError(String(key));
+    const p = path.resolve(base, key);
+    if (!p.startsWith(base + path.sep)) throw new InvalidStorageKeyError(key);
+    return p;
+  }
+
+  return {
+    name: 'filesystem',
+
+    async write(key, source: Readable) {
+      const target = pathOf(key);
+      await mkdir(path.dirname(target), { recursive: true });
+      const tmp = `${target}.partial-${randomBytes(6).toString('hex')}`;
+      const counter = new ByteCounter();
+      const fh = await open(tmp, 'wx');
+      try {
+        await pipeline(source, counter, fh.createWriteStream());
+        await rename(tmp, target);
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        await rm(tmp, { force: true }).catch(() => undefined);
+        throw err;
+      }
+      return { size: counter.bytes };
+    },
+
+    async read(key, range?: ByteRange): Promise<ObjectReader | null> {
+      const p = pathOf(key);
+      let fh;
+      try {
+        fh = await open(p, 'r');
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) return null;
+        throw err;
+      }
+      try {
+        const st = await fh.stat();
+        if (!st.isFile()) {
+          await fh.close();
+          return null;
+        }
+        // The open handle keeps the bytes readable even if the key is moved or deleted meanwhile.
+        const stream = fh.createReadStream(range ? { start: range.start, end: range.end } : {});
+        return { stream, size: st.size };
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        throw err;
+      }
+    },
+
+    async stat(key): Promise<ObjectInfo | null> {
+      const p = pathOf(key);
+      try {
+        const st = await stat(p);
+        return st.isFile() ? { size: st.size } : null;
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) return null;
+        throw err;
+      }
+    },
+
+    async move(from, to) {
+      const src = pathOf(from);
+      const dst = pathOf(to);
+      await mkdir(path.dirname(dst), { recursive: true });
+      await rename(src, dst);
+    },
+
+    async delete(key) {
+      await rm(pathOf(key), { force: true });
+    },
+
+    async ping() {
+      await mkdir(base, { recursive: true });
+      await access(base, fsConstants.R_OK | fsConstants.W_OK);
+    },
+  };
+}

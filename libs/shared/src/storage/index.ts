@@ -1,0 +1,25 @@
+import type { StorageConfig } from '../config';
+import type { StorageDriver } from './driver';
+import { createFilesystemDriver } from './filesystem';
+import { createGcsDriver } from './gcs';
+
+export { createFilesystemDriver, InvalidStorageKeyError } from './filesystem';
+export { createGcsDriver, type GcsDriverOptions } from './gcs';
+
+/**
+ * Makes the storage driver the configuration asks for: files under
+ * `path` (single node, the default) or a GCS bucket (cluster).
+ */
+export function createStorage(cfg: StorageConfig): StorageDriver {
+  switch (cfg.backend) {
+    case 'filesystem':
+      return createFilesystemDriver(cfg.path);
+    case 'gcs':
+      return createGcsDriver({
+        bucket: cfg.bucket,
+        signedUrls: cfg.signedUrls,
+        signedUrlTtlSeconds: cfg.signedUrlTtlSeconds,
+        ...(cfg.credentialsFile ? { keyFilename: cfg.credentialsFile } : {}),
+      });
+  }
+}
