@@ -2,13 +2,9 @@ import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import {
   CLUSTER_STATS,
-  type Config,
-  type Logger,
   ManifestCache,
-  type Metrics,
-  type Redis,
+  type ProcessDeps,
   SourceResolver,
-  type StorageDriver,
   readClusterStats,
   redisKeys,
 } from '@nixery/shared';
@@ -17,16 +13,8 @@ import { BuildClient } from './build-client';
 import { errorMiddleware } from './error-middleware';
 import { handleRegistry } from './registry';
 
-/** What the gateway needs from the process that runs it. */
-export interface GatewayDeps {
-  config: Config;
-  redis: Redis;
-  /** Makes a fresh Redis connection (BullMQ queue and events each need one). */
-  connect: () => Redis;
-  storage: StorageDriver;
-  metrics: Metrics;
-  log: Logger;
-}
+/** What the gateway needs from the process that runs it (a subset of its Runtime). */
+export type GatewayDeps = ProcessDeps;
 
 /** The gateway: a Koa app plus the resources it owns. */
 export interface Gateway {

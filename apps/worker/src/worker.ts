@@ -2,14 +2,10 @@ import {
   type BuildJobData,
   type BuildJobResult,
   type BuildProgress,
-  type Config,
   LayerCache,
-  type Logger,
   ManifestCache,
-  type Metrics,
   PopularityReader,
-  type Redis,
-  type StorageDriver,
+  type ProcessDeps,
   bumpClusterStat,
   buildImage,
   buildQueueName,
@@ -24,17 +20,8 @@ export interface BuildWorker {
   close(): Promise<void>;
 }
 
-/** Dependencies handed in by the process that starts the worker. */
-export interface WorkerDeps {
-  config: Config;
-  /** Connection for caches, locks and stats. */
-  redis: Redis;
-  /** Makes a fresh connection (BullMQ workers need their own blocking connection). */
-  connect: () => Redis;
-  storage: StorageDriver;
-  metrics: Metrics;
-  log: Logger;
-}
+/** Dependencies handed in by the process that starts the worker (a subset of its Runtime). */
+export type WorkerDeps = ProcessDeps;
 
 /** Starts build workers for every system in `config.workerSystems`. */
 export function startBuildWorker(deps: WorkerDeps): BuildWorker {

@@ -18,6 +18,9 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
+/** What an app needs from the process that runs it: config, logging, metrics, Redis and storage. */
+export type ProcessDeps = Pick<Runtime, 'config' | 'log' | 'metrics' | 'redis' | 'connect' | 'storage'>;
+
 /** Builds the runtime for a process from its config and a Redis target. */
 export function createRuntime(config: Config, target: RedisTarget, name: string): Runtime {
   const log = createLogger({ level: config.logLevel, format: config.logFormat, name });
