@@ -54,7 +54,7 @@ export class RegistryError extends Error {
  */
 export type BuildFailure =
   | { kind: 'unknown_packages'; packages: string[] }
-  | { kind: 'nix_failed'; message: string }
+  | { kind: 'nix_failed'; message: string; transient?: boolean }
   | { kind: 'no_worker'; system: string }
   | { kind: 'internal'; message: string };
 
@@ -85,7 +85,9 @@ export function failureToRegistryError(f: BuildFailure): RegistryError {
         unknownPackages: f.packages,
       });
     case 'nix_failed':
-      return new RegistryError('MANIFEST_UNKNOWN', 'image build failed', { error: f.message });
+      return f.transient
+        ? new RegistryError('UNAVAILABLE', 'image build failed after retries; try again later', { error: f.message }, { 'Retry-After': '30' })
+        : new RegistryError('MANIFEST_UNKNOWN', 'image build failed', { error: f.message });
     case 'no_worker':
       return new RegistryError('UNAVAILABLE', `no worker that builds for ${f.system} took the build in time`, {
         system: f.system,

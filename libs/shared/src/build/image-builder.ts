@@ -81,7 +81,7 @@ export async function buildImage(
     return { ok: false, failure: { kind: 'unknown_packages', packages: prepared.packages }, transient: false };
   }
   if (prepared.kind === 'failed') {
-    return { ok: false, failure: { kind: 'nix_failed', message: prepared.message }, transient: prepared.transient };
+    return { ok: false, failure: { kind: 'nix_failed', message: prepared.message, transient: prepared.transient }, transient: prepared.transient };
   }
 
   progress({ stage: 'layering' });
