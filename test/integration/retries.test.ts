@@ -31,7 +31,7 @@ describe('build failures and retries', () => {
     const before = await builds();
     const res = await fetch(`${nx.url}/v2/nosuchpackage/manifests/latest`, { headers: { Accept: MANIFEST_ACCEPT } });
     assert.equal(res.status, 404);
-    assert.equal((await res.json()).errors[0].code, 'MANIFEST_UNKNOWN');
+    assert.equal(((await res.json()) as { errors: { code: string }[] }).errors[0]?.code, 'MANIFEST_UNKNOWN');
     await new Promise((r) => setTimeout(r, 2500)); // longer than the first retry's backoff
     assert.equal((await builds()) - before, 1);
   });
@@ -40,7 +40,7 @@ describe('build failures and retries', () => {
     const before = await builds();
     const res = await fetch(`${nx.url}/v2/slow/manifests/latest`, { headers: { Accept: MANIFEST_ACCEPT } });
     assert.equal(res.status, 503);
-    const e = (await res.json()).errors[0];
+    const e = ((await res.json()) as { errors: { code: string; detail: unknown }[] }).errors[0]!;
     assert.equal(e.code, 'UNAVAILABLE');
     assert.match(JSON.stringify(e.detail), /time|out/i);
     assert.equal((await builds()) - before, 3, 'three attempts');

@@ -1,0 +1,83 @@
+/**
+ * `npm run popcount`: computes the popularity table for the configured package
+ * source once, publishes it to Redis and exits (0 on success, 1 on failure,
+ * 2 on bad configuration). Without REDIS_URL it uses the embedded Redis of
+ * `npm start` under STORAGE_PATH (the running one, or starts it for the run).
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import {
+  type EmbeddedRedis,
+  type RedisTarget,
+  ConfigError,
+  PopcountError,
+  connectRedis,
+  createRuntime,
+  loadConfig,
+  runPopcount,
+  startEmbeddedRedis,
+} from '@nixery/shared';
+
+async function responds(socket: string): Promise<boolean> {
+  if (!existsSync(socket)) return false;
+  const probe = connectRedis({ path: socket }, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await probe.connect();
+    await probe.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : err);
+    return 2;
+  }
+  let embedded: EmbeddedRedis | undefined;
+  let target: RedisTarget;
+  if (config.redisUrl) {
+    target = { url: config.redisUrl };
+  } else {
+    const base = config.storage.backend === 'filesystem' ? config.storage.path : path.resolve('data');
+    const dir = path.join(base, 'redis');
+    const socket = path.join(dir, 'redis.sock');
+    if (await responds(socket)) target = { path: socket };
+    else {
+      embedded = await startEmbeddedRedis(dir);
+      target = { path: embedded.socket };
+    }
+  }
+  const rt = createRuntime(config, target, 'popcount');
+  try {
+    const { meta } = await runPopcount({
+      config,
+      redis: rt.redis,
+      log: rt.log,
+      jobId: 'cli',
+      onProgress: (p) => rt.log.debug({ progress: p }, 'popcount progress'),
+    });
+    process.stdout.write(`${JSON.stringify(meta)}\n`);
+    return 0;
+  } catch (err) {
+    console.error(`popcount failed: ${err instanceof PopcountError ? `${err.code}: ${err.message}` : String(err)}`);
+    return 1;
+  } finally {
+    await rt.close();
+    await embedded?.stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
