@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import type { NixSystem } from './image-spec';
+import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from './popcount/schedule';
 
 /**
  * Where packages come from. Exactly one is configured, as in Nixery:
@@ -54,6 +55,34 @@ export interface Config {
   layerLockTtlSeconds: number;
   /** Seconds a resolved git ref or channel revision is reused (NIXERY_RESOLVE_TTL, default 60). */
   resolveTtlSeconds: number;
+  /** Seconds the last known git refs / channel revision are still used while resolving fails (NIXERY_RESOLVE_FALLBACK_TTL, default 3600; issue 5). */
+  resolveFallbackSeconds: number;
+  // --- cluster: worker job lifetime and shutdown (issue 3) ---
+  /**
+   * Seconds a worker's lock on a running build job lives without renewal
+   * (NIXERY_JOB_LOCK_TTL, default 30; BullMQ lockDuration, renewed every half).
+   * A dead worker's job is taken by another one after at most this plus
+   * `stalledIntervalSeconds`.
+   */
+  jobLockTtlSeconds: number;
+  /** Seconds between a worker's checks for stalled jobs of dead workers (NIXERY_STALLED_INTERVAL, default 15). */
+  stalledIntervalSeconds: number;
+  /**
+   * Seconds a worker told to stop (SIGTERM) lets its running builds finish
+   * before it hands them back to the queue for another worker (NIXERY_WORKER_GRACE, default 25).
+   */
+  workerGraceSeconds: number;
+  // --- end cluster ---
+  // --- popularity job (issue 4) ---
+  /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
+  popcount: PopcountConfig;
+  // --- end popularity job ---
+  // --- web page and observability (issue 6) ---
+  /** Port of the worker's /metrics, /healthz, /readyz endpoint (NIXERY_WORKER_METRICS_PORT, default 9091; "off" disables; 0 = any free port). */
+  workerMetricsPort: number | null;
+  /** Basic-auth user and password of the queue dashboard at /admin/queues (NIXERY_ADMIN_USER default "admin", NIXERY_ADMIN_PASSWORD); no password = dashboard off. */
+  admin: { user: string; password?: string };
+  // --- end web page and observability ---
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
@@ -92,6 +121,22 @@ const EnvSchema = z.object({
   NIXERY_PACK_CONCURRENCY: int(os.availableParallelism(), 1, 64),
   NIXERY_LAYER_LOCK_TTL: int(30, 2),
   NIXERY_RESOLVE_TTL: int(60, 0),
+  NIXERY_RESOLVE_FALLBACK_TTL: int(3600, 0), // issue 5
+  // cluster (issue 3)
+  NIXERY_JOB_LOCK_TTL: int(30, 2, 3600),
+  NIXERY_STALLED_INTERVAL: int(15, 1, 3600),
+  NIXERY_WORKER_GRACE: int(25, 0, 3600),
+  // popularity job (issue 4)
+  NIXERY_POPCOUNT_SCHEDULE: z.string().default(DEFAULT_POPCOUNT_SCHEDULE),
+  NIXERY_POPCOUNT_CACHE_URL: z.string().url().default('https://cache.nixos.org'),
+  NIXERY_POPCOUNT_STORE_PATHS_URL: z.string().url().optional(),
+  NIXERY_POPCOUNT_CONCURRENCY: int(32, 1, 256),
+  NIXERY_POPCOUNT_TIMEOUT: int(3600, 1),
+  NIXERY_POPCOUNT_REALISE: bool.default(true),
+  // web page and observability (issue 6)
+  NIXERY_WORKER_METRICS_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(9091),
+  NIXERY_ADMIN_USER: z.string().min(1).default('admin'),
+  NIXERY_ADMIN_PASSWORD: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 });
@@ -173,7 +218,28 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     packConcurrency: e.NIXERY_PACK_CONCURRENCY,
     layerLockTtlSeconds: e.NIXERY_LAYER_LOCK_TTL,
     resolveTtlSeconds: e.NIXERY_RESOLVE_TTL,
+    resolveFallbackSeconds: e.NIXERY_RESOLVE_FALLBACK_TTL,
+    jobLockTtlSeconds: e.NIXERY_JOB_LOCK_TTL,
+    stalledIntervalSeconds: e.NIXERY_STALLED_INTERVAL,
+    workerGraceSeconds: e.NIXERY_WORKER_GRACE,
+    popcount: popcountConfig(e), // issue 4
+    workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
+    admin: { user: e.NIXERY_ADMIN_USER, ...(e.NIXERY_ADMIN_PASSWORD ? { password: e.NIXERY_ADMIN_PASSWORD } : {}) }, // issue 6
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
+  };
+}
+
+/** The popularity job's settings from the parsed environment (issue 4). */
+function popcountConfig(e: z.infer<typeof EnvSchema>): PopcountConfig {
+  const schedule = parsePopcountSchedule(e.NIXERY_POPCOUNT_SCHEDULE);
+  if ('error' in schedule) throw new ConfigError(`NIXERY_POPCOUNT_SCHEDULE: ${schedule.error}`);
+  return {
+    schedule,
+    cacheUrl: e.NIXERY_POPCOUNT_CACHE_URL.replace(/\/+$/, ''),
+    ...(e.NIXERY_POPCOUNT_STORE_PATHS_URL ? { storePathsUrl: e.NIXERY_POPCOUNT_STORE_PATHS_URL } : {}),
+    concurrency: e.NIXERY_POPCOUNT_CONCURRENCY,
+    timeoutSeconds: e.NIXERY_POPCOUNT_TIMEOUT,
+    realise: e.NIXERY_POPCOUNT_REALISE,
   };
 }

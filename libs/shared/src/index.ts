@@ -14,6 +14,7 @@ export * from './manifest-cache';
 export * from './media-types';
 export * from './metrics';
 export * from './popularity';
+export * from './popcount';
 export * from './queue';
 export * from './redis';
 export * from './sources/resolver';
@@ -25,3 +26,7 @@ export * from './embedded-redis';
 export * from './runtime';
 export * from './process-main';
 export * from './layering';
+// web page and observability (issue 6)
+export * from './build-status';
+export * from './queue-status';
+export * from './readiness';
