@@ -2,16 +2,23 @@ import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import {
   CLUSTER_STATS,
+  BuildStatusStore,
   ManifestCache,
   type ProcessDeps,
+  QueueReader,
   SourceResolver,
+  checkReadiness,
   readClusterStats,
   redisKeys,
+  registerQueueGauges,
+  withTimeout,
 } from '@nixery/shared';
 import Koa from 'koa';
 import { BuildClient } from './build-client';
 import { errorMiddleware } from './error-middleware';
 import { handleRegistry } from './registry';
+import { adminDashboard } from './web/admin';
+import { registerWebRoutes } from './web/routes';
 
 /** What the gateway needs from the process that runs it (a subset of its Runtime). */
 export type GatewayDeps = ProcessDeps;
@@ -29,8 +36,18 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const { config, redis, metrics, log } = deps;
   const keys = redisKeys(config.redisPrefix);
   const manifests = new ManifestCache(redis, keys);
-  const resolver = new SourceResolver(config.source, { ttlSeconds: config.resolveTtlSeconds, timeoutMs: 30_000 });
+  const resolver = new SourceResolver(config.source, {
+    ttlSeconds: config.resolveTtlSeconds,
+    fallbackSeconds: config.resolveFallbackSeconds,
+    timeoutMs: 30_000,
+    log,
+  });
   const builds = new BuildClient({ connect: deps.connect, prefix: config.redisPrefix, waitMs: config.buildWaitSeconds * 1000 });
+  // --- web page and observability (issue 6): read-only queue handles, build status, queue gauges ---
+  const queues = new QueueReader(deps.connect, config.redisPrefix, (err) => log.debug({ err: err.message }, 'queue reader error'));
+  const buildStatus = new BuildStatusStore(redis, config.redisPrefix);
+  registerQueueGauges(metrics.registry, () => queues.all());
+  // --- end issue 6 ---
 
   const app = new Koa({ proxy: true });
   app.use(async (ctx, next) => {
@@ -52,9 +69,14 @@ export function createGateway(deps: GatewayDeps): Gateway {
     if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics }))) await next();
   });
 
+  // Queue dashboard, only when NIXERY_ADMIN_PASSWORD is set (otherwise /admin/queues is a 404). Issue 6.
+  if (config.admin.password) {
+    app.use(adminDashboard({ user: config.admin.user, password: config.admin.password, queues: queues.all() }));
+  }
+
   const router = new Router();
   router.get('/metrics', async (ctx) => {
-    const stats = await readClusterStats(redis, keys).catch(() => null);
+    const stats = await withTimeout(readClusterStats(redis, keys), 1500, 'reading cluster stats').catch(() => null);
     if (stats) for (const s of CLUSTER_STATS) metrics.clusterStats.set({ counter: s }, stats[s]);
     ctx.set('Content-Type', metrics.registry.contentType);
     ctx.body = await metrics.registry.metrics();
@@ -63,19 +85,18 @@ export function createGateway(deps: GatewayDeps): Gateway {
     ctx.body = { ok: true };
   });
   router.get('/readyz', async (ctx) => {
-    const checks = await Promise.allSettled([
-      Promise.race([redis.ping(), new Promise((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000))]),
-      deps.storage.ping(),
-    ]);
-    const [r, s] = checks;
-    const ok = r?.status === 'fulfilled' && s?.status === 'fulfilled';
-    ctx.status = ok ? 200 : 503;
-    ctx.body = { redis: r?.status === 'fulfilled', storage: s?.status === 'fulfilled' };
+    const r = await checkReadiness(redis, deps.storage);
+    ctx.status = r.ok ? 200 : 503;
+    ctx.body = { redis: r.redis, storage: r.storage };
   });
-  router.get('/', (ctx) => {
-    const host = ctx.host || `localhost:${config.port}`;
-    ctx.type = 'text/plain';
-    ctx.body = `Nixery: container images built on demand with Nix.\n\nPull an image: docker pull ${host}/shell/git/htop\nPackage source: ${resolver.describe()}\n`;
+  // Web pages: /, /api/status, /image/<name> (issue 6; apps/gateway/src/web/).
+  registerWebRoutes(router, {
+    fallbackHost: `localhost:${config.port}`,
+    resolver,
+    manifests,
+    queues,
+    store: buildStatus,
+    log,
   });
   app.use(router.routes());
   app.use(router.allowedMethods());
@@ -84,6 +105,10 @@ export function createGateway(deps: GatewayDeps): Gateway {
     app,
     resolver,
     builds,
-    close: () => builds.close(),
+    close: async () => {
+      resolver.close();
+      await builds.close();
+      await queues.close(); // issue 6
+    },
   };
 }

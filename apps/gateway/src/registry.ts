@@ -16,6 +16,7 @@ import type { Context } from 'koa';
 import type { BuildClient } from './build-client';
 import { parseRange } from './range';
 import { type RegistryRoute, parseRegistryPath } from './registry-path';
+import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
 
 /** What the registry handlers need. */
 export interface RegistryDeps {
@@ -49,9 +50,12 @@ export async function handleRegistry(ctx: Context, deps: RegistryDeps): Promise<
       await serveBlob(ctx, deps, route.digest);
       return true;
     case 'tags': {
-      const tags = await deps.resolver.tags().catch(() => ['latest']);
+      // Per the spec: lexical order, `n` and `last` pagination, a Link header to the next page.
+      const q = parseTagsQuery(ctx.query);
+      const page = paginateTags(await deps.resolver.tags(), q);
+      if (page.nextLast !== undefined && q.n !== undefined) ctx.set('Link', nextPageLink(route.name, q.n, page.nextLast));
       ctx.set('Content-Type', 'application/json');
-      ctx.body = Buffer.from(JSON.stringify({ name: route.name, tags }));
+      ctx.body = Buffer.from(JSON.stringify({ name: route.name, tags: page.tags }));
       return true;
     }
   }
@@ -70,6 +74,8 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
     const image = parsed.spec;
     const source = await deps.resolver.resolve(image.tag);
     const key = buildKey(image, source);
+    // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
+    if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, buildKey: key, jobId: key });
     m = await deps.manifests.byBuildKey(key);
     if (m) {
       deps.metrics.manifestCacheHits.inc();
@@ -79,8 +85,11 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       m = (await deps.manifests.byBuildKey(key)) ?? (await manifestByDigest(deps, result.manifestDigest as Digest));
       if (!m) throw new RegistryError('UNAVAILABLE', 'built manifest is not available yet; retry', undefined, { 'Retry-After': '2' });
     }
-    ctx.state.log?.info({ digest: m.digest, revision: m.revision }, 'manifest');
   }
+  // Every manifest answer names the package-source revision it was built from
+  // (also the image config's org.opencontainers.image.revision label).
+  ctx.state.log?.info({ digest: m.digest, revision: m.revision }, 'manifest');
+  if (m.revision) ctx.set('Nixery-Revision', m.revision);
   const body = Buffer.from(m.body);
   ctx.status = 200;
   ctx.set('Content-Type', m.mediaType);

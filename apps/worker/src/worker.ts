@@ -13,6 +13,8 @@ import {
   redisKeys,
 } from '@nixery/shared';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { GracefulShutdown } from './shutdown';
+import { buildStatusRecorder } from './status-hooks';
 
 /** A running build worker (one BullMQ worker per Nix system it builds). */
 export interface BuildWorker {
@@ -33,6 +35,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     ...(config.popularityUrl ? { seedUrl: config.popularityUrl } : {}),
     log,
   });
+  const statusRec = buildStatusRecorder(redis, config.redisPrefix, log); // recent builds/failures for the web page (issue 6)
 
   const process = async (job: Job<BuildJobData, BuildJobResult>, _token?: string, signal?: AbortSignal): Promise<BuildJobResult> => {
     const started = Date.now();
@@ -76,14 +79,19 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
       progress,
       abort,
     );
+    // Cancelled by a shutdown: not a build failure (GracefulShutdown hands the job back).
+    if (!outcome.ok && abort.aborted) throw new Error('build cancelled');
     if (!outcome.ok) {
       metrics.buildsFailed.inc({ reason: outcome.failure.kind });
       await bumpClusterStat(redis, keys, 'builds_failed').catch(() => undefined);
       jlog.warn({ failure: outcome.failure, transient: outcome.transient }, 'build failed');
+      await statusRec.failed(job, outcome.failure, outcome.transient, Date.now() - started); // web page (issue 6)
       const msg = encodeFailure(outcome.failure);
       throw outcome.transient ? new Error(msg) : new UnrecoverableError(msg);
     }
     const img = outcome.image;
+    // Layer facts first, so the image page never finds the manifest without them (issue 6).
+    await statusRec.succeeded(job, img, Date.now() - started);
     await manifests.put(data.buildKey, {
       digest: img.manifest.digest,
       mediaType: img.manifest.mediaType,
@@ -97,14 +105,15 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     return { manifestDigest: img.manifest.digest, layers: img.layers.length, size: img.size, packedLayers: img.packedLayers, durationMs };
   };
 
+  const shutdown = new GracefulShutdown(log);
   const workers = config.workerSystems.map(
     (system) =>
-      new Worker<BuildJobData, BuildJobResult>(buildQueueName(system), process, {
+      new Worker<BuildJobData, BuildJobResult>(buildQueueName(system), shutdown.wrap(process), {
         connection: deps.connect(),
         prefix: config.redisPrefix,
         concurrency: config.workerConcurrency,
-        lockDuration: 30_000,
-        stalledInterval: 15_000,
+        lockDuration: config.jobLockTtlSeconds * 1000,
+        stalledInterval: config.stalledIntervalSeconds * 1000,
         maxStalledCount: 2,
       }),
   );
@@ -114,7 +123,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
   log.info({ systems: config.workerSystems, concurrency: config.workerConcurrency }, 'build worker started');
   return {
     close: async () => {
-      await Promise.all(workers.map((w) => w.close()));
+      await shutdown.close(workers, config.workerGraceSeconds * 1000);
     },
   };
 }
