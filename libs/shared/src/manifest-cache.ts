@@ -13,6 +13,8 @@ export interface CachedManifest {
 /**
  * Manifests by build key and by digest, in Redis (shared by every gateway)
  * with a small in-process LRU in front, so warm pulls touch neither Nix nor storage.
+ * Entries never go stale: a build key pins the source revision, system and
+ * packages, so it always names the same image.
  */
 export class ManifestCache {
   private readonly memory = new Map<string, CachedManifest>();
@@ -23,18 +25,22 @@ export class ManifestCache {
     private readonly memoryEntries = 1000,
   ) {}
 
+  /** The manifest built for a build key (memory first, then Redis), or null. */
   async byBuildKey(buildKey: string): Promise<CachedManifest | null> {
     return this.lookup(this.keys.manifestByBuild(buildKey));
   }
 
+  /** A manifest by its digest (memory first, then Redis), or null. */
   async byDigest(digest: string): Promise<CachedManifest | null> {
     return this.lookup(this.keys.manifestByDigest(digest));
   }
 
+  /** Records a built manifest under its build key and its digest, in Redis and in memory. */
   async put(buildKey: string, m: CachedManifest): Promise<void> {
     const v = JSON.stringify(m);
     await this.redis.multi().set(this.keys.manifestByBuild(buildKey), v).set(this.keys.manifestByDigest(m.digest), v).exec();
     this.remember(this.keys.manifestByBuild(buildKey), m);
+    this.remember(this.keys.manifestByDigest(m.digest), m);
   }
 
   private async lookup(key: string): Promise<CachedManifest | null> {

@@ -1,8 +1,11 @@
 import type { PackageSourceConfig } from '../config';
 import { RegistryError } from '../errors';
+import type { Logger } from '../logger';
 import type { PackageSourceArgs } from '../nix';
+import { fetchChannelRevision } from './channel';
 import { TreeFingerprinter } from './fingerprint';
-import { listGitRefs, resolveGitRef } from './git';
+import { type GitRefs, isCommit, listGitRefs, resolveTag, tagNames } from './git';
+import { RefreshingValue, redactUrl } from './refresh';
 
 /**
  * A package source pinned to an immutable identity for one request. Images
@@ -10,96 +13,139 @@ import { listGitRefs, resolveGitRef } from './git';
  * edited directory) gives new images and a fixed one is always a cache hit.
  */
 export interface ResolvedSource {
-  /** Stable cache identity, e.g. "git:<url>@<commit>", "path:<dir>#<fingerprint>". */
+  /** Stable cache identity, e.g. "git:<url>@<commit>", "path:<dir>#<fingerprint>", "nixpkgs:<rev>". */
   identity: string;
-  /** Human-facing revision (commit, channel revision, or content fingerprint). */
+  /** Human-facing revision (commit, channel revision, or content fingerprint); the image's org.opencontainers.image.revision. */
   revision: string;
   /** What Nix is told to load. */
   nix: PackageSourceArgs;
 }
 
-interface Cached<T> {
-  value: T;
-  expires: number;
+/** Options of {@link SourceResolver}. */
+export interface ResolverOptions {
+  /** Seconds a resolved git ref list or channel revision is reused (NIXERY_RESOLVE_TTL). */
+  ttlSeconds: number;
+  /** Seconds the last known revision is still used while resolution fails (NIXERY_RESOLVE_FALLBACK_TTL). */
+  fallbackSeconds: number;
+  /** Time one `git ls-remote` or channel request may take (ms). */
+  timeoutMs: number;
+  /** Where resolution failures and fallbacks are reported. */
+  log?: Logger;
+  /** Local paths: watch the directory tree for changes (default true) instead of polling every second. */
+  watchPaths?: boolean;
+  /** fetch implementation (default the global one). */
+  fetch?: typeof fetch;
 }
 
-/** Resolves the configured package source for a tag, caching moving refs for `ttlSeconds`. */
+/**
+ * Pins the configured package source per request:
+ * - git: one `git ls-remote` per TTL lists HEAD, branches and tags; `latest`
+ *   -> the default branch, a 40-hex tag -> that commit, else the branch or tag;
+ * - path (and the bundled set): a content fingerprint, re-computed only when
+ *   the tree changed;
+ * - channel: `<channel URL>/<channel>/git-revision` per TTL, a 40-hex channel as is.
+ * A moving source that cannot be resolved falls back to its last known value
+ * for `fallbackSeconds` (logged as a warning), then fails with 503 UNAVAILABLE.
+ * Answers come from memory while fresh: no I/O on a warm pull.
+ */
 export class SourceResolver {
-  private readonly cache = new Map<string, Cached<ResolvedSource>>();
+  private readonly gitRefs: RefreshingValue<GitRefs> | undefined;
+  private readonly channelRev: RefreshingValue<string> | undefined;
   private readonly fingerprinter: TreeFingerprinter | undefined;
-  private readonly pathCheckMs = 1000;
+  /** Resolved sources by identity and ref, so equal pins share one object. */
+  private readonly pinned = new Map<string, ResolvedSource>();
 
   constructor(
     private readonly source: PackageSourceConfig,
-    private readonly opts: { ttlSeconds: number; timeoutMs: number; fetch?: typeof fetch },
+    private readonly opts: ResolverOptions,
   ) {
-    this.fingerprinter = source.type === 'path' ? new TreeFingerprinter(source.path) : undefined;
+    const refresh = (what: string) => ({
+      ttlMs: opts.ttlSeconds * 1000,
+      fallbackMs: opts.fallbackSeconds * 1000,
+      what,
+      onFallback: (i: { error: string; staleForMs: number; value: unknown }) =>
+        opts.log?.warn(
+          { source: what, error: i.error, staleForSeconds: Math.round(i.staleForMs / 1000), fallbackSeconds: opts.fallbackSeconds },
+          'package source resolution failed; using the last known revision',
+        ),
+      onFailure: (i: { error: string }) =>
+        opts.log?.error({ source: what, error: i.error }, 'package source resolution failed and no known revision is recent enough'),
+    });
+    if (source.type === 'git') {
+      this.gitRefs = new RefreshingValue(() => listGitRefs(source.url, opts.timeoutMs), refresh(this.describe()));
+    } else if (source.type === 'channel' && !isCommit(source.channel)) {
+      const f = opts.fetch ?? fetch;
+      this.channelRev = new RefreshingValue(
+        () => fetchChannelRevision(source.channelBaseUrl, source.channel, opts.timeoutMs, f),
+        refresh(this.describe()),
+      );
+    } else if (source.type === 'path') {
+      this.fingerprinter = new TreeFingerprinter(source.path, { watch: opts.watchPaths ?? true });
+    }
   }
 
-  /** A short description of the source, for the logs and the web page. */
+  /** A short description of the source, for the logs and the web page (credentials removed). */
   describe(): string {
     const s = this.source;
-    if (s.type === 'git') return `git repository ${s.url}`;
+    if (s.type === 'git') return `git repository ${redactUrl(s.url)}`;
     if (s.type === 'channel') return `nixpkgs channel ${s.channel}`;
     return s.bundled ? `bundled package set (${s.path})` : `local package set ${s.path}`;
   }
 
-  /** Pins the source for `tag`. Throws RegistryError MANIFEST_UNKNOWN for an unknown git ref. */
+  /**
+   * Pins the source for image tag `tag`. Throws RegistryError MANIFEST_UNKNOWN
+   * for a git ref that does not exist, UNAVAILABLE when the source cannot be
+   * resolved (and no recent revision is known).
+   */
   async resolve(tag: string): Promise<ResolvedSource> {
-    const s = this.source;
-    const cacheKey = s.type === 'git' ? `git:${tag}` : s.type;
-    const hit = this.cache.get(cacheKey);
-    if (hit && hit.expires > Date.now()) return hit.value;
-    const value = await this.resolveUncached(tag);
-    const ttl = s.type === 'path' ? this.pathCheckMs : this.opts.ttlSeconds * 1000;
-    if (ttl > 0) this.cache.set(cacheKey, { value, expires: Date.now() + ttl });
-    return value;
-  }
-
-  /** Tags a client can pull: branches and tags of a git source, otherwise just `latest`. */
-  async tags(): Promise<string[]> {
-    if (this.source.type !== 'git') return ['latest'];
-    return ['latest', ...(await listGitRefs(this.source.url, this.opts.timeoutMs)).filter((t) => t !== 'latest')];
-  }
-
-  private async resolveUncached(tag: string): Promise<ResolvedSource> {
     const s = this.source;
     switch (s.type) {
       case 'path': {
-        const fp = await this.fingerprinter!.fingerprint();
-        return { identity: `path:${s.path}#${fp}`, revision: fp.slice(0, 16), nix: { type: 'path', path: s.path } };
+        const fp = await this.fingerprinter!.current().catch((e: unknown) => {
+          throw new RegistryError('UNAVAILABLE', 'cannot read the package set', { source: this.describe(), error: String(e) });
+        });
+        return this.pin(`path:${s.path}#${fp}`, '', () => ({ revision: fp.slice(0, 16), nix: { type: 'path', path: s.path } }));
       }
       case 'git': {
-        const ref = await resolveGitRef(s.url, tag, this.opts.timeoutMs);
-        if (!ref) throw new RegistryError('MANIFEST_UNKNOWN', `no branch, tag or commit named "${tag}" in the package repository`);
-        return {
-          identity: `git:${s.url}@${ref.commit}`,
+        const ref = isCommit(tag) ? { commit: tag } : resolveTag(await this.gitRefs!.get(), tag);
+        if (!ref) {
+          throw new RegistryError('MANIFEST_UNKNOWN', `no branch or tag named "${tag}" in the package repository`, { tag });
+        }
+        return this.pin(`git:${s.url}@${ref.commit}`, ref.ref ?? '', () => ({
           revision: ref.commit,
-          nix: { type: 'git', url: s.url, rev: ref.commit, ...(ref.ref && ref.ref !== 'HEAD' ? { ref: ref.ref } : {}) },
-        };
+          nix: { type: 'git', url: s.url, rev: ref.commit, ...(ref.ref ? { ref: ref.ref } : {}) },
+        }));
       }
       case 'channel': {
-        const rev = await this.channelRevision(s);
-        return {
-          identity: `nixpkgs:${rev}`,
+        const rev = this.channelRev ? await this.channelRev.get() : s.channel;
+        return this.pin(`nixpkgs:${rev}`, '', () => ({
           revision: rev,
           nix: { type: 'nixpkgs', url: `${s.tarballBaseUrl}/${rev}.tar.gz` },
-        };
+        }));
       }
     }
   }
 
-  private async channelRevision(s: Extract<PackageSourceConfig, { type: 'channel' }>): Promise<string> {
-    if (/^[0-9a-f]{40}$/.test(s.channel)) return s.channel;
-    const f = this.opts.fetch ?? fetch;
-    const url = `${s.channelBaseUrl}/${encodeURIComponent(s.channel)}/git-revision`;
-    const res = await f(url, { signal: AbortSignal.timeout(this.opts.timeoutMs) }).catch((e: unknown) => {
-      throw new RegistryError('UNAVAILABLE', `cannot resolve channel ${s.channel}: ${String(e)}`);
-    });
-    const text = (await res.text()).trim();
-    if (!res.ok || !/^[0-9a-f]{40}$/.test(text)) {
-      throw new RegistryError('UNAVAILABLE', `cannot resolve channel ${s.channel}: ${url} answered ${res.status}`);
+  /** Tags a client can pull, sorted: `latest` plus the branches and tags of a git source; otherwise just `latest`. */
+  async tags(): Promise<string[]> {
+    if (!this.gitRefs) return ['latest'];
+    return tagNames(await this.gitRefs.get());
+  }
+
+  /** Stops watching local paths. */
+  close(): void {
+    this.fingerprinter?.close();
+  }
+
+  /** One object per identity and ref (a warm pull allocates nothing); bounded, oldest dropped first. */
+  private pin(identity: string, ref: string, make: () => Omit<ResolvedSource, 'identity'>): ResolvedSource {
+    const key = `${identity}|${ref}`;
+    let r = this.pinned.get(key);
+    if (!r) {
+      r = { identity, ...make() };
+      if (this.pinned.size >= 1000) this.pinned.delete(this.pinned.keys().next().value!);
+      this.pinned.set(key, r);
     }
-    return text;
+    return r;
   }
 }
