@@ -35,12 +35,13 @@ describe('module structure', () => {
       for (const f of sources(path.join(REPO, 'apps', app, 'src'))) {
         const text = readFileSync(f, 'utf8');
         for (const other of APPS.filter((a) => a !== app)) {
-          if (text.includes(`@nixery/${other}'`) || text.includes(`apps/${other}/`) || text.includes(`../${other}/`)) offenders.push(`${f} -> ${other}`);
+          const imports = [...text.matchAll(/(?:from|import|require\() ?'([^']+)'/g)].map((m) => m[1]!);
+          if (imports.some((i) => i === `@nixery/${other}` || i.includes(`apps/${other}`) || i.includes(`../${other}/`))) offenders.push(`${f} -> ${other}`);
         }
       }
     }
     for (const f of sources(path.join(REPO, 'libs/shared/src'))) {
-      if (/from '@nixery\/(gateway|worker|popcount-job)'|apps\//.test(readFileSync(f, 'utf8'))) offenders.push(f);
+      if (/(from|import|require\() ?'(@nixery\/(gateway|worker|popcount-job)|[./]*apps\/)/.test(readFileSync(f, 'utf8'))) offenders.push(f);
     }
     assert.deepEqual(offenders, []);
   });
