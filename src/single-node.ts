@@ -4,23 +4,14 @@
  * bundled package set when no package source is configured.
  */
 import http from 'node:http';
-import path from 'node:path';
 import { createGateway } from '@nixery/gateway';
 import { startPopcountScheduler } from '@nixery/popcount-job';
-import { type EmbeddedRedis, type RedisTarget, createRuntime, loadConfig, startEmbeddedRedis } from '@nixery/shared';
+import { createRuntime, loadConfig, redisForConfig } from '@nixery/shared';
 import { startBuildWorker } from '@nixery/worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  let embedded: EmbeddedRedis | undefined;
-  let target: RedisTarget;
-  if (config.redisUrl) {
-    target = { url: config.redisUrl };
-  } else {
-    const base = config.storage.backend === 'filesystem' ? config.storage.path : path.resolve('data');
-    embedded = await startEmbeddedRedis(path.join(base, 'redis'));
-    target = { path: embedded.socket };
-  }
+  const { target, embedded } = await redisForConfig(config);
   const rt = createRuntime(config, target, 'nixery');
   if (embedded) rt.log.info({ socket: embedded.socket }, 'started embedded redis-server (set REDIS_URL to use your own)');
   if (config.source.type === 'path' && config.source.bundled) {

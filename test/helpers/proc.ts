@@ -133,7 +133,8 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals | 0): boolean
   }
 }
 
-function isAlive(pid: number): boolean {
+/** True while a process with this pid exists. */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

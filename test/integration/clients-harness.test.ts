@@ -24,22 +24,13 @@ import {
   type DistributionRegistry,
   type OciManifest,
 } from '../helpers/clients';
-import { makeScratchDir, removeScratchDir, runChecked, type RunResult } from '../helpers/proc';
+import { isAlive, makeScratchDir, removeScratchDir, runChecked, type RunResult } from '../helpers/proc';
 
 const BUSYBOX = '/bin/busybox';
 
 function ok(r: RunResult, what: string): RunResult {
   assert.equal(r.code, 0, `${what} failed (code ${r.code}, timedOut ${r.timedOut}):\n${r.stderr}\n${r.stdout}`);
   return r;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('registry client harness (reference registry, offline image)', { timeout: 600_000 }, () => {

@@ -4,33 +4,7 @@
  * 2 on bad configuration). Without REDIS_URL it uses the embedded Redis of
  * `npm start` under STORAGE_PATH (the running one, or starts it for the run).
  */
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import {
-  type EmbeddedRedis,
-  type RedisTarget,
-  ConfigError,
-  PopcountError,
-  connectRedis,
-  createRuntime,
-  loadConfig,
-  runPopcount,
-  startEmbeddedRedis,
-} from '@nixery/shared';
-
-async function responds(socket: string): Promise<boolean> {
-  if (!existsSync(socket)) return false;
-  const probe = connectRedis({ path: socket }, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await probe.connect();
-    await probe.ping();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
-}
+import { ConfigError, PopcountError, createRuntime, loadConfig, redisForConfig, runPopcount } from '@nixery/shared';
 
 async function main(): Promise<number> {
   let config;
@@ -40,20 +14,7 @@ async function main(): Promise<number> {
     console.error(err instanceof ConfigError ? err.message : err);
     return 2;
   }
-  let embedded: EmbeddedRedis | undefined;
-  let target: RedisTarget;
-  if (config.redisUrl) {
-    target = { url: config.redisUrl };
-  } else {
-    const base = config.storage.backend === 'filesystem' ? config.storage.path : path.resolve('data');
-    const dir = path.join(base, 'redis');
-    const socket = path.join(dir, 'redis.sock');
-    if (await responds(socket)) target = { path: socket };
-    else {
-      embedded = await startEmbeddedRedis(dir);
-      target = { path: embedded.socket };
-    }
-  }
+  const { target, embedded } = await redisForConfig(config);
   const rt = createRuntime(config, target, 'popcount');
   try {
     const { meta } = await runPopcount({

@@ -4,6 +4,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import type { Config } from './config';
+import type { RedisTarget } from './redis';
 
 /** A redis-server started by this process. */
 export interface EmbeddedRedis {
@@ -62,4 +64,35 @@ export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): 
       await Promise.race([done, sleep(5000).then(() => child.kill('SIGKILL'))]);
     },
   };
+}
+
+/** True when a Redis server answers PING on the unix socket `socket`. */
+export async function redisResponds(socket: string): Promise<boolean> {
+  if (!existsSync(socket)) return false;
+  const probe = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await probe.connect();
+    await probe.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+/**
+ * Where a process that may run without REDIS_URL finds Redis: REDIS_URL when
+ * set; otherwise the embedded redis-server under the storage path (`<STORAGE_PATH>/redis`),
+ * reusing one that is already running there or starting it (then `embedded` is set
+ * and the caller stops it).
+ */
+export async function redisForConfig(config: Config): Promise<{ target: RedisTarget; embedded?: EmbeddedRedis }> {
+  if (config.redisUrl) return { target: { url: config.redisUrl } };
+  const base = config.storage.backend === 'filesystem' ? config.storage.path : path.resolve('data');
+  const dir = path.join(base, 'redis');
+  const socket = path.join(dir, 'redis.sock');
+  if (await redisResponds(socket)) return { target: { path: socket } };
+  const embedded = await startEmbeddedRedis(dir);
+  return { target: { path: embedded.socket }, embedded };
 }
