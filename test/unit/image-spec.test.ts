@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { loadConfig, splitWords } from '../../libs/shared/src/config';
 import { parseImage } from '../../libs/shared/src/image-spec';
 
 describe('image names (Nixery rules)', () => {
@@ -62,4 +63,20 @@ describe('image names (Nixery rules)', () => {
       if (!r.ok) assert.equal(r.error.kind, kind);
     });
   }
+});
+
+describe('NIXERY_NIX_OPTIONS word splitting', () => {
+  const cases: [string, string[]][] = [
+    ["--option substituters ''", ['--option', 'substituters', '']],
+    ['--option substituters ""', ['--option', 'substituters', '']],
+    ["  --option   substituters 'http://a http://b'  ", ['--option', 'substituters', 'http://a http://b']],
+    ["--max-jobs 4 --option sandbox false", ['--max-jobs', '4', '--option', 'sandbox', 'false']],
+    ['', []],
+  ];
+  for (const [text, want] of cases) {
+    it(JSON.stringify(text), () => assert.deepEqual(splitWords(text), want));
+  }
+  it('loadConfig uses it', () => {
+    assert.deepEqual(loadConfig({ NIXERY_NIX_OPTIONS: "--option substituters ''" }).nixOptions, ['--option', 'substituters', '']);
+  });
 });

@@ -120,7 +120,9 @@ async function serveBlob(ctx: Context, deps: RegistryDeps, digest: Digest): Prom
     if (url) {
       ctx.status = 307;
       ctx.set('Location', url);
-      ctx.body = null;
+      // Not `null`: Koa turns a null body into 204 No Content, which loses the redirect.
+      ctx.type = 'text/plain';
+      ctx.body = 'Temporary Redirect';
       return;
     }
   }

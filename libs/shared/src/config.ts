@@ -17,7 +17,7 @@ export type PackageSourceConfig =
 /** Storage backend settings. */
 export type StorageConfig =
   | { backend: 'filesystem'; path: string }
-  | { backend: 'gcs'; bucket: string; signedUrls: boolean; signedUrlTtlSeconds: number; credentialsFile?: string };
+  | { backend: 'gcs'; bucket: string; signedUrls: boolean; signedUrlTtlSeconds: number; credentialsFile?: string; publicUrl?: string };
 
 /** The one validated configuration object, read from the environment once at start-up. */
 export interface Config {
@@ -113,6 +113,8 @@ const EnvSchema = z.object({
   GCS_BUCKET: z.string().optional(),
   GCS_SIGNED_URLS: bool.optional(),
   GCS_SIGNED_URL_TTL: int(300, 1, 7 * 24 * 3600),
+  // Base of unsigned blob redirect URLs when clients reach the storage under another name (issue 3: emulator in docker-compose).
+  GCS_PUBLIC_URL: z.string().url().optional(),
   GOOGLE_APPLICATION_CREDENTIALS: z.string().optional(),
   NIXERY_LAYER_BUDGET: int(94, 2, 125),
   NIXERY_BUILD_WAIT: int(300, 1),
@@ -153,6 +155,30 @@ function hostSystem(): NixSystem {
   return os.arch() === 'arm64' ? 'aarch64-linux' : 'x86_64-linux';
 }
 
+/**
+ * Splits a command-line-like string into words: whitespace separates, single
+ * or double quotes group (so `--option substituters ''` gives an empty word).
+ * No escapes, no expansion.
+ */
+export function splitWords(text: string): string[] {
+  const words: string[] = [];
+  const re = /'([^']*)'|"([^"]*)"|(\S+)/g;
+  let current: string | null = null;
+  let last = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const glued = current !== null && m.index === last;
+    const piece = m[1] ?? m[2] ?? m[3] ?? '';
+    if (glued) current += piece;
+    else {
+      if (current !== null) words.push(current);
+      current = piece;
+    }
+    last = re.lastIndex;
+  }
+  if (current !== null) words.push(current);
+  return words;
+}
+
 /** Reads and validates the configuration from an environment (default process.env). */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const parsed = EnvSchema.safeParse(env);
@@ -187,6 +213,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       signedUrls: e.GCS_SIGNED_URLS ?? Boolean(e.GOOGLE_APPLICATION_CREDENTIALS),
       signedUrlTtlSeconds: e.GCS_SIGNED_URL_TTL,
       ...(e.GOOGLE_APPLICATION_CREDENTIALS ? { credentialsFile: e.GOOGLE_APPLICATION_CREDENTIALS } : {}),
+      ...(e.GCS_PUBLIC_URL ? { publicUrl: e.GCS_PUBLIC_URL.replace(/\/+$/, '') } : {}),
     };
   } else {
     storage = { backend: 'filesystem', path: path.resolve(e.STORAGE_PATH) };
@@ -197,7 +224,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (s !== 'x86_64-linux' && s !== 'aarch64-linux') throw new ConfigError(`unsupported system in NIXERY_WORKER_SYSTEMS: ${s}`);
   }
   const nixOptions = e.NIXERY_NIX_OPTIONS !== undefined
-    ? e.NIXERY_NIX_OPTIONS.split(/\s+/).filter(Boolean)
+    ? splitWords(e.NIXERY_NIX_OPTIONS)
     : source.type === 'path' && source.bundled ? ['--option', 'substituters', ''] : [];
 
   return {

@@ -4,6 +4,8 @@ import { type Runtime, createRuntime } from './runtime';
 /** Something a process runs until it is told to stop. */
 export interface Service {
   close(): Promise<void>;
+  /** Milliseconds `close` may take before the process exits anyway (default 60 000). */
+  stopTimeoutMs?: number;
 }
 
 /**
@@ -28,7 +30,7 @@ export function runProcess(name: string, start: (rt: Runtime, config: Config) =>
         if (stopping) return;
         stopping = true;
         rt.log.info({ signal }, 'shutting down');
-        const force = setTimeout(() => process.exit(1), 60_000);
+        const force = setTimeout(() => process.exit(1), svc.stopTimeoutMs ?? 60_000);
         force.unref();
         await svc.close().catch((err: unknown) => rt.log.error({ err }, 'error while closing'));
         await rt.close();

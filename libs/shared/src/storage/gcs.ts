@@ -20,6 +20,14 @@ export interface GcsDriverOptions {
   keyFilename?: string;
   /** Project id; default: taken from the credentials. */
   projectId?: string;
+  /**
+   * Base URL of unsigned redirect URLs, instead of the storage endpoint
+   * (GCS_PUBLIC_URL), for clients that reach the storage under another name
+   * than the gateway does: e.g. an emulator that gateways call `http://gcs:4443`
+   * inside docker-compose and clients on the host `http://localhost:4443`.
+   * Signed URLs always use the storage endpoint (the host is signed).
+   */
+  publicUrl?: string;
 }
 
 /** Time limit of one `ping` request, in milliseconds. */
@@ -79,7 +87,7 @@ export function createGcsDriver(opts: GcsDriverOptions): StorageDriver {
 
   function publicUrl(key: StorageKey): string {
     // Keys are [a-z0-9/-] only; keep the slashes so the URL is the plain object path.
-    const endpoint = storage.apiEndpoint.replace(/\/+$/, '');
+    const endpoint = (opts.publicUrl ?? storage.apiEndpoint).replace(/\/+$/, '');
     return `${endpoint}/${encodeURIComponent(opts.bucket)}/${key.split('/').map(encodeURIComponent).join('/')}`;
   }
 

@@ -20,6 +20,7 @@ export function createStorage(cfg: StorageConfig): StorageDriver {
         signedUrls: cfg.signedUrls,
         signedUrlTtlSeconds: cfg.signedUrlTtlSeconds,
         ...(cfg.credentialsFile ? { keyFilename: cfg.credentialsFile } : {}),
+        ...(cfg.publicUrl ? { publicUrl: cfg.publicUrl } : {}),
       });
   }
 }
