@@ -19,10 +19,10 @@ async function get(url: string, init: RequestInit = {}) {
 }
 
 /** Sends a path verbatim (fetch would normalise dot segments away). */
-function rawGet(base: string, p: string): Promise<{ status: number; body: string }> {
+function rawGet(base: string, p: string, method = 'GET'): Promise<{ status: number; body: string }> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path: p, method: 'GET' }, (res) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: p, method }, (res) => {
       let body = '';
       res.on('data', (c) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -170,6 +170,36 @@ describe('registry protocol', () => {
     const r = await get(`${nx.url}/v2/hello/builtins.abort/manifests/latest`);
     assert.equal(r.res.status, 404);
     assert.deepEqual(r.json().errors[0].detail.unknownPackages, ['builtins.abort']);
+  });
+
+  it('Nixery name rules reach the package set: nested, case-insensitive, leading digit', async () => {
+    const r = await get(`${nx.url}/v2/xorg.xev/bashinteractive/7zz/manifests/latest`);
+    assert.equal(r.res.status, 200, r.body.toString());
+    const m = r.json() as Manifest;
+    const cfg = (await get(`${nx.url}/v2/x/blobs/${m.config.digest}`)).json();
+    assert.deepEqual(cfg.config.Cmd, ['bash'], 'bashinteractive resolved to bashInteractive');
+    const same = await get(`${nx.url}/v2/7zz/bashinteractive/xorg.xev/7zz/manifests/latest`, { method: 'HEAD' });
+    assert.equal(same.res.headers.get('docker-content-digest'), r.res.headers.get('docker-content-digest'), 'order and duplicates do not matter');
+  });
+
+  it('hostile and malformed paths never produce a 5xx', async () => {
+    const paths = [
+      '/v2/%00/manifests/latest', '/v2/a%2fb/manifests/latest', '/v2/' + 'a/'.repeat(200) + 'manifests/latest',
+      '/v2/x/manifests/' + 'a'.repeat(5000), '/v2/x/blobs/sha256:' + 'f'.repeat(65), '/v2/x/blobs/', '/v2/x/tags/list?n=abc',
+      '/v2/x/tags/list?n=-5', '/v2/x/manifests/', '/v2//manifests/latest', '/v2/%E2%82%AC/manifests/latest',
+      '/v2/x/manifests/latest%00', '/v2/x/blobs/sha256:%2e%2e', '/image/%00', '/image/' + 'x'.repeat(3000), '/api/status?x=%ff',
+      '/v2/x/referrers/sha256:' + 'a'.repeat(64), '/v2/_catalog', '/v2/x/manifests/latest?digest=../../../etc',
+    ];
+    for (let i = 0; i < 60; i++) {
+      const bytes = Array.from({ length: 1 + (i % 40) }, (_, j) => (i * 31 + j * 7) % 256);
+      paths.push(`/v2/${bytes.map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}/manifests/latest`);
+    }
+    for (const p of paths) {
+      for (const method of ['GET', 'HEAD']) {
+        const r = await rawGet(nx.url, p, method);
+        assert.ok(r.status < 500, `${method} ${p.slice(0, 80)} -> ${r.status} ${r.body.slice(0, 200)}`);
+      }
+    }
   });
 
   it('20 concurrent first requests for a new image: all 200, one digest, one build', async () => {
