@@ -200,6 +200,8 @@ describe('observability: metrics, health, logs, admin', () => {
 
   it('/readyz fails while Redis is down and recovers after; /healthz and /metrics keep answering', async () => {
     assert.equal((await fetch(`${nx.url}/readyz`)).status, 200);
+    const warm = await pull(nx.url, 'hello');
+    assert.equal(warm.status, 200);
     await redis!.stop();
     redis = undefined;
     const t0 = Date.now();
@@ -216,6 +218,15 @@ describe('observability: metrics, health, logs, admin', () => {
     const page = await fetch(`${nx.url}/`);
     assert.equal(page.status, 200);
     assert.match(await page.text(), /cannot be read right now/);
+    // Pulls: a warm image is still served from the gateway's memory; a cold one fails fast with 503.
+    const again = await pull(nx.url, 'hello');
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('docker-content-digest'), warm.headers.get('docker-content-digest'));
+    const t2 = Date.now();
+    const cold = await fetch(`${nx.url}/v2/hello/jq/nano/manifests/latest`, { headers: { Accept: MANIFEST_ACCEPT }, signal: AbortSignal.timeout(10_000) });
+    assert.equal(cold.status, 503);
+    assert.equal(((await cold.json()) as { errors: { code: string }[] }).errors[0]?.code, 'UNAVAILABLE');
+    assert.ok(Date.now() - t2 < 3000, 'a cold pull hung while Redis was down');
 
     redis = await startRedis();
     assert.ok(await waitFor(async () => (await fetch(`${nx.url}/readyz`)).status === 200, { timeoutMs: 30_000, intervalMs: 250 }), 'gateway readyz did not recover');

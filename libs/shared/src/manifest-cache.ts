@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { RegistryError } from './errors';
 import type { RedisKeys } from './redis';
 
 /** A cached manifest: everything needed to answer a manifest request. */
@@ -25,14 +26,19 @@ export class ManifestCache {
     private readonly memoryEntries = 1000,
   ) {}
 
-  /** The manifest built for a build key (memory first, then Redis), or null. */
+  /**
+   * The manifest built for a build key (memory first, then Redis), or null.
+   * Throws UNAVAILABLE (503) at once when it is not in memory and Redis is
+   * unreachable, instead of waiting in the client's offline queue: a cold
+   * request could not enqueue its build anyway.
+   */
   async byBuildKey(buildKey: string): Promise<CachedManifest | null> {
-    return this.lookup(this.keys.manifestByBuild(buildKey));
+    return this.lookup(this.keys.manifestByBuild(buildKey), 'throw');
   }
 
-  /** A manifest by its digest (memory first, then Redis), or null. */
+  /** A manifest by its digest (memory first, then Redis), or null; null too when Redis is unreachable (storage still has it). */
   async byDigest(digest: string): Promise<CachedManifest | null> {
-    return this.lookup(this.keys.manifestByDigest(digest));
+    return this.lookup(this.keys.manifestByDigest(digest), 'miss');
   }
 
   /** Records a built manifest under its build key and its digest, in Redis and in memory. */
@@ -43,12 +49,16 @@ export class ManifestCache {
     this.remember(this.keys.manifestByDigest(m.digest), m);
   }
 
-  private async lookup(key: string): Promise<CachedManifest | null> {
+  private async lookup(key: string, whenRedisDown: 'throw' | 'miss'): Promise<CachedManifest | null> {
     const mem = this.memory.get(key);
     if (mem) {
       this.memory.delete(key);
       this.memory.set(key, mem);
       return mem;
+    }
+    if (this.redis.status !== 'ready') {
+      if (whenRedisDown === 'miss') return null;
+      throw new RegistryError('UNAVAILABLE', 'the registry cannot reach its Redis right now; try again', undefined, { 'Retry-After': '5' });
     }
     const v = await this.redis.get(key);
     if (!v) return null;
