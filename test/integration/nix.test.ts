@@ -172,6 +172,20 @@ describe('prepareImage with the bundled package set', () => {
     assert.equal(execFileSync(join(hello.out, 'bin/hello'), { encoding: 'utf8' }), 'Hello, world!\n');
   });
 
+  test('gcRootDir: the built outputs are GC roots while the directory exists', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nix-gcroots-'));
+    try {
+      const r = await prepareOk(['jq'], { gcRootDir: dir });
+      const jq = r.packages.jq!.out;
+      const roots = () => execFileSync('nix-store', ['--query', '--roots', jq], { encoding: 'utf8' });
+      assert.match(roots(), new RegExp(`^${dir}/result`, 'm'), 'jq is held by a root in the directory');
+      rmSync(dir, { recursive: true, force: true });
+      assert.doesNotMatch(roots(), new RegExp(dir), 'removing the directory releases the root');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('curl and jq together: two roots, shared libraries in one graph', async () => {
     const r = await prepareOk(['curl', 'jq']);
     const curl = r.packages.curl?.out as string;

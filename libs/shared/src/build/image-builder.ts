@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -67,7 +69,24 @@ export async function buildImage(
 ): Promise<BuildOutcome> {
   progress({ stage: 'evaluating' });
   deps.onNixBuild?.();
+  // GC roots for the image's store paths while they are packed; removed when the build ends.
+  const gcRootDir = await mkdtemp(path.join(os.tmpdir(), 'nixery-gcroots-'));
+  try {
+    return await buildWithRoots(deps, job, progress, signal, gcRootDir);
+  } finally {
+    await rm(gcRootDir, { recursive: true, force: true });
+  }
+}
+
+async function buildWithRoots(
+  deps: BuildDeps,
+  job: BuildJobData,
+  progress: (p: BuildProgress) => void,
+  signal: AbortSignal,
+  gcRootDir: string,
+): Promise<BuildOutcome> {
   const prepared = await prepareImage({
+    gcRootDir,
     nixDir: deps.nixDir,
     source: job.source.nix,
     system: job.image.system,

@@ -26,6 +26,12 @@ export interface PrepareOptions {
   onLog?: (line: string) => void;
   /** Environment for the Nix commands. Default: this process's. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * A directory (that the caller removes when done with the store paths) where
+   * the build registers indirect GC roots, so a garbage collection while the
+   * layers are packed cannot delete them. Default: no roots.
+   */
+  gcRootDir?: string;
   /** Names of the Nix programs (or absolute paths). Defaults: nix-instantiate, nix-store, nix. */
   commands?: Partial<NixCommands>;
 }
@@ -207,7 +213,8 @@ export async function prepareImage(opts: PrepareOptions): Promise<PrepareResult>
   // 2. Build the wanted outputs.
   opts.onStage?.('building');
   const targets = [...new Set(Object.values(evaluated.found).map((f) => `${f.drv}!${f.output}`))].sort();
-  const buildRun = await run(commands.nixStore, ['--realise', ...extra, ...targets]);
+  const rootArgs = opts.gcRootDir ? ['--add-root', join(opts.gcRootDir, 'result'), '--indirect'] : [];
+  const buildRun = await run(commands.nixStore, ['--realise', ...rootArgs, ...extra, ...targets]);
   if (buildRun.code !== 0 || buildRun.timedOut || buildRun.aborted) {
     return commandFailure('nix build', buildRun, opts.timeoutMs);
   }
