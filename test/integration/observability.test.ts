@@ -111,6 +111,7 @@ describe('observability: metrics, health, logs, admin', () => {
       ['nixery_manifest_cache_hits_total', 'counter'],
       ['nixery_manifest_cache_misses_total', 'counter'],
       ['nixery_layer_cache_hits_total', 'counter'],
+      ['nixery_layer_cache_misses_total', 'counter'],
       ['nixery_layer_bytes_packed_total', 'counter'],
       ['nixery_blob_bytes_served_total', 'counter'],
       ['nixery_queue_depth', 'gauge'],
@@ -153,6 +154,9 @@ describe('observability: metrics, health, logs, admin', () => {
     assert.equal(v(mid, 'nixery_manifest_cache_misses_total') - v(before, 'nixery_manifest_cache_misses_total'), 1);
     assert.ok(v(mid, 'nixery_layer_bytes_packed_total') > v(before, 'nixery_layer_bytes_packed_total'));
     assert.ok(v(mid, 'nixery_layers_packed_total') > v(before, 'nixery_layers_packed_total'));
+    const delta = (n: string) => v(mid, n) - v(before, n);
+    assert.equal(delta('nixery_layer_cache_misses_total'), delta('nixery_layers_packed_total'));
+    assert.equal(delta('nixery_layer_cache_hits_total') + delta('nixery_layer_cache_misses_total'), manifest.layers.length, 'every layer is a hit or a miss');
     const bStage = (f: Map<string, Family>) => v(f, 'nixery_build_duration_seconds_count', { stage: 'building' });
     assert.equal(bStage(mid) - bStage(before), 1);
     // The building stage took at least the package's sleep.

@@ -69,6 +69,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
           bumpClusterStat(redis, keys, 'builds_started').catch(() => undefined);
         },
         onLayerPacked: (bytes) => {
+          metrics.layerCacheMisses.inc();
           metrics.layersPacked.inc();
           metrics.bytesPacked.inc(bytes);
           bumpClusterStat(redis, keys, 'layers_packed').catch(() => undefined);

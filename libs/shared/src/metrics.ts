@@ -32,6 +32,7 @@ export function createMetrics() {
     buildsFailed: new Counter({ name: 'nixery_builds_failed_total', help: 'Image builds that failed in this process', labelNames: ['reason'], registers: [registry] }),
     buildDuration: new Histogram({ name: 'nixery_build_duration_seconds', help: 'Build duration by stage', labelNames: ['stage'], buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300], registers: [registry] }),
     layerCacheHits: new Counter({ name: 'nixery_layer_cache_hits_total', help: 'Layers reused from the layer cache', registers: [registry] }),
+    layerCacheMisses: new Counter({ name: 'nixery_layer_cache_misses_total', help: 'Layers not in the layer cache, so packed by this process', registers: [registry] }),
     layersPacked: new Counter({ name: 'nixery_layers_packed_total', help: 'Layers packed', registers: [registry] }),
     bytesPacked: new Counter({ name: 'nixery_layer_bytes_packed_total', help: 'Compressed bytes of packed layers', registers: [registry] }),
     bytesServed: new Counter({ name: 'nixery_blob_bytes_served_total', help: 'Blob bytes streamed to clients', registers: [registry] }),

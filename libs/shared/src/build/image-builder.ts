@@ -178,7 +178,10 @@ async function ensureLayer(
     }
     try {
       const again = await deps.layerCache.get(key);
-      if (again && (await deps.storage.stat(blobKey(again.digest)))) return { layer: again, packed: false };
+      if (again && (await deps.storage.stat(blobKey(again.digest)))) {
+        deps.onLayerCacheHit?.();
+        return { layer: again, packed: false };
+      }
       const { stream, done } = compressAndHash(makeTar());
       const onAbort = () => stream.destroy(new Error('build aborted'));
       signal.addEventListener('abort', onAbort, { once: true });
