@@ -12,7 +12,7 @@ import { putStaged } from '../libs/shared/src/blobs';
 import { mapLimit } from '../libs/shared/src/build/limit';
 import { groupLayers } from '../libs/shared/src/layering';
 import { MediaTypes } from '../libs/shared/src/media-types';
-import { prepareImage } from '../libs/shared/src/nix';
+import { closureSize, prepareImage } from '../libs/shared/src/nix';
 import { createFilesystemDriver } from '../libs/shared/src/storage/filesystem';
 import { blobKey } from '../libs/shared/src/storage/keys';
 import { compressAndHash, packStorePaths } from '../libs/shared/src/tarball';
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   if (prepared.kind !== 'ok') throw new Error(`prepare failed: ${JSON.stringify(prepared)}`);
   const groups = groupLayers(prepared.graph, { budget: 93, popularity: {} }).map((l) => l.contents);
   const cores = os.availableParallelism();
-  const closureBytes = Object.values(prepared.graph.paths).reduce((n, p) => n + p.narSize, 0);
+  const closureBytes = closureSize(prepared.graph);
   console.log(`image: ${PACKAGES.join(' ')}`);
   console.log(`closure: ${Object.keys(prepared.graph.paths).length} store paths, ${(closureBytes / 1e6).toFixed(1)} MB (NAR), ${groups.length} layers; ${cores} cores`);
   const rows: { mode: string; ms: number[]; bytes: number; uncompressed: number }[] = [

@@ -45,7 +45,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const builds = new BuildClient({ connect: deps.connect, prefix: config.redisPrefix, waitMs: config.buildWaitSeconds * 1000 });
   // --- web page and observability (issue 6): read-only queue handles, build status, queue gauges ---
   const queues = new QueueReader(deps.connect, config.redisPrefix, (err) => log.debug({ err: err.message }, 'queue reader error'));
-  const buildStatus = new BuildStatusStore(redis, config.redisPrefix);
+  const buildStatus = new BuildStatusStore(redis, keys);
   registerQueueGauges(metrics.registry, () => queues.all());
   // --- end issue 6 ---
 

@@ -35,11 +35,6 @@ export class BuildClient {
     return q;
   }
 
-  /** Every queue this gateway talks to (for the web page and metrics). */
-  allQueues(): Queue<BuildJobData, BuildJobResult>[] {
-    return [...this.queues.values()].map((q) => q.queue);
-  }
-
   /** Makes sure the queue for `system` exists (so its events are live before the first request). */
   async warm(system: NixSystem): Promise<void> {
     await this.forSystem(system).events.waitUntilReady();

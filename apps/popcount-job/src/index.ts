@@ -5,7 +5,8 @@ import {
   type PopcountSchedule,
   type PopularityMeta,
   type ProcessDeps,
-  SourceResolver,
+  type SourceResolver,
+  popcountResolver,
   popcountKeys,
   readPopularityMeta,
   redisKeys,
@@ -61,13 +62,7 @@ export async function startPopcountScheduler(deps: ProcessDeps): Promise<Popcoun
   const plog = log.child({ component: 'popcount' });
   const queue = new Queue<PopcountJobData, PopularityMeta>(POPCOUNT_QUEUE, { connection: deps.connect(), prefix: config.redisPrefix });
   const shutdown = new AbortController();
-  const resolver = new SourceResolver(config.source, {
-    ttlSeconds: 0,
-    fallbackSeconds: 0,
-    timeoutMs: 30_000,
-    log: plog,
-    watchPaths: false,
-  });
+  const resolver = popcountResolver(config, plog);
 
   const process = async (job: Job<PopcountJobData, PopularityMeta>, _token?: string, signal?: AbortSignal): Promise<PopularityMeta> => {
     const jlog = plog.child({ jobId: job.id, reason: job.data.reason });

@@ -21,11 +21,6 @@ export class GracefulShutdown {
 
   constructor(private readonly log: Logger) {}
 
-  /** Whether the worker is shutting down and cancelled jobs go back to the queue. */
-  get isHandingBack(): boolean {
-    return this.handingBack;
-  }
-
   /**
    * Wraps a processor: when it fails because the shutdown cancelled it, the
    * job is moved back to waiting (BullMQ `WaitingError`) instead of failing.

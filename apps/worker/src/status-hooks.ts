@@ -1,4 +1,4 @@
-import { type BuildFailure, type BuildJobData, BuildStatusStore, type BuiltImage, type Logger, type Redis } from '@nixery/shared';
+import { type BuildFailure, type BuildJobData, BuildStatusStore, type BuiltImage, type Logger, type Redis, type RedisKeys } from '@nixery/shared';
 import type { Job } from 'bullmq';
 
 /** Records finished builds for the web page (recent builds, failures, image layers). Never throws. */
@@ -8,8 +8,8 @@ export interface BuildStatusRecorder {
 }
 
 /** The worker's side of `BuildStatusStore`: turns a job and its outcome into records. */
-export function buildStatusRecorder(redis: Redis, prefix: string, log: Logger): BuildStatusRecorder {
-  const store = new BuildStatusStore(redis, prefix);
+export function buildStatusRecorder(redis: Redis, keys: RedisKeys, log: Logger): BuildStatusRecorder {
+  const store = new BuildStatusStore(redis, keys);
   const warn = (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not record build status');
   return {
     succeeded: (job, img, durationMs) =>

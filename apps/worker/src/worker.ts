@@ -35,7 +35,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     ...(config.popularityUrl ? { seedUrl: config.popularityUrl } : {}),
     log,
   });
-  const statusRec = buildStatusRecorder(redis, config.redisPrefix, log); // recent builds/failures for the web page (issue 6)
+  const statusRec = buildStatusRecorder(redis, keys, log); // recent builds/failures for the web page (issue 6)
 
   const process = async (job: Job<BuildJobData, BuildJobResult>, _token?: string, signal?: AbortSignal): Promise<BuildJobResult> => {
     const started = Date.now();

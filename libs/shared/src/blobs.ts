@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { PassThrough, type Readable, Transform } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestFromHex } from './digest';
 import type { StorageDriver, StorageKey } from './storage/driver';
+import { ByteCounter } from './storage/byte-counter';
 import { stagingKey } from './storage/keys';
 
 /** A blob written to storage: its digest and size. */
@@ -12,14 +13,11 @@ export interface StoredBlob {
 }
 
 /** A pass-through stream that hashes (sha256) and counts what flows through it. */
-export class HashCounter extends Transform {
+export class HashCounter extends ByteCounter {
   private readonly hash = createHash('sha256');
-  /** Bytes seen so far. */
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
+  override _transform(chunk: Buffer, enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
     this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
+    super._transform(chunk, enc, cb);
   }
   /** The digest of everything seen; call once, after the stream ended. */
   digest(): Digest {

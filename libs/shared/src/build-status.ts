@@ -8,6 +8,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { BuildFailure } from './errors';
+import type { RedisKeys } from './redis';
 
 /** One layer of a built image, as the image page draws it. */
 export interface ImageLayerInfo {
@@ -50,14 +51,9 @@ export interface FailureRecord {
   finishedAt: number;
 }
 
-/** Layer facts of one built image, stored by manifest digest. */
+/** Layer facts of one built image, stored by manifest digest (several image names may share it). */
 export interface ImageRecord {
-  image: string;
-  tag: string;
-  manifestDigest: string;
-  revision: string;
   layers: ImageLayerInfo[];
-  size: number;
   builtAt: number;
 }
 
@@ -85,7 +81,7 @@ function parseAll<T>(raw: string[]): T[] {
 }
 
 /** Keeps the last `limit` characters of a message, marking the cut. */
-export function trimMessage(message: string, limit: number): string {
+function trimMessage(message: string, limit: number): string {
   const t = message.trim();
   return t.length > limit ? `...${t.slice(t.length - limit)}` : t;
 }
@@ -95,47 +91,27 @@ export class BuildStatusStore {
   private readonly limit: number;
   private readonly ttl: number;
   private readonly messageLimit: number;
-  private readonly k: {
-    recent: string;
-    failures: string;
-    image: (digest: string) => string;
-    layerUsers: (digest: string) => string;
-  };
 
   constructor(
     private readonly redis: Redis,
-    prefix: string,
+    private readonly keys: RedisKeys,
     opts: BuildStatusOptions = {},
   ) {
     this.limit = opts.recentLimit ?? 50;
     this.ttl = opts.ttlSeconds ?? 30 * 24 * 3600;
     this.messageLimit = opts.messageLimit ?? 4000;
-    this.k = {
-      recent: `${prefix}:status:recent`,
-      failures: `${prefix}:status:failures`,
-      image: (d) => `${prefix}:status:image:${d}`,
-      layerUsers: (d) => `${prefix}:status:layer-users:${d}`,
-    };
   }
 
   /** Records a successful build: the recent list, the image's layers, and which images use each layer. */
   async recordSuccess(rec: BuildRecord, layers: ImageLayerInfo[]): Promise<void> {
-    const image: ImageRecord = {
-      image: rec.image,
-      tag: rec.tag,
-      manifestDigest: rec.manifestDigest,
-      revision: rec.revision,
-      layers,
-      size: rec.size,
-      builtAt: rec.finishedAt,
-    };
+    const image: ImageRecord = { layers, builtAt: rec.finishedAt };
     const m = this.redis.multi();
-    m.lpush(this.k.recent, JSON.stringify(rec));
-    m.ltrim(this.k.recent, 0, this.limit - 1);
-    m.set(this.k.image(rec.manifestDigest), JSON.stringify(image), 'EX', this.ttl);
+    m.lpush(this.keys.statusRecent, JSON.stringify(rec));
+    m.ltrim(this.keys.statusRecent, 0, this.limit - 1);
+    m.set(this.keys.statusImage(rec.manifestDigest), JSON.stringify(image), 'EX', this.ttl);
     for (const l of layers) {
-      m.sadd(this.k.layerUsers(l.digest), rec.image);
-      m.expire(this.k.layerUsers(l.digest), this.ttl);
+      m.sadd(this.keys.statusLayerUsers(l.digest), rec.image);
+      m.expire(this.keys.statusLayerUsers(l.digest), this.ttl);
     }
     await m.exec();
   }
@@ -148,24 +124,24 @@ export class BuildStatusStore {
       : f;
     await this.redis
       .multi()
-      .lpush(this.k.failures, JSON.stringify({ ...rec, failure }))
-      .ltrim(this.k.failures, 0, this.limit - 1)
+      .lpush(this.keys.statusFailures, JSON.stringify({ ...rec, failure }))
+      .ltrim(this.keys.statusFailures, 0, this.limit - 1)
       .exec();
   }
 
   /** The newest finished builds, newest first. */
   async recentBuilds(count = this.limit): Promise<BuildRecord[]> {
-    return parseAll<BuildRecord>(await this.redis.lrange(this.k.recent, 0, count - 1));
+    return parseAll<BuildRecord>(await this.redis.lrange(this.keys.statusRecent, 0, count - 1));
   }
 
   /** The newest failed attempts, newest first. */
   async recentFailures(count = this.limit): Promise<FailureRecord[]> {
-    return parseAll<FailureRecord>(await this.redis.lrange(this.k.failures, 0, count - 1));
+    return parseAll<FailureRecord>(await this.redis.lrange(this.keys.statusFailures, 0, count - 1));
   }
 
   /** The layer facts of the image with this manifest digest, if a worker recorded them. */
   async image(manifestDigest: string): Promise<ImageRecord | null> {
-    const raw = await this.redis.get(this.k.image(manifestDigest));
+    const raw = await this.redis.get(this.keys.statusImage(manifestDigest));
     return raw ? (parseAll<ImageRecord>([raw])[0] ?? null) : null;
   }
 
@@ -178,9 +154,9 @@ export class BuildStatusStore {
     if (digests.length === 0) return out;
     const p = this.redis.pipeline();
     for (const d of digests) {
-      p.scard(this.k.layerUsers(d));
-      p.sismember(this.k.layerUsers(d), exclude);
-      p.srandmember(this.k.layerUsers(d), max + 1);
+      p.scard(this.keys.statusLayerUsers(d));
+      p.sismember(this.keys.statusLayerUsers(d), exclude);
+      p.srandmember(this.keys.statusLayerUsers(d), max + 1);
     }
     const res = (await p.exec()) ?? [];
     digests.forEach((d, i) => {

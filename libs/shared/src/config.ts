@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import type { NixSystem } from './image-spec';
+import { NIX_SYSTEMS, type NixSystem } from './image-spec';
 import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from './popcount/schedule';
 
 /**
@@ -221,7 +221,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
   const systems = (e.NIXERY_WORKER_SYSTEMS ?? hostSystem()).split(',').map((s) => s.trim()).filter(Boolean);
   for (const s of systems) {
-    if (s !== 'x86_64-linux' && s !== 'aarch64-linux') throw new ConfigError(`unsupported system in NIXERY_WORKER_SYSTEMS: ${s}`);
+    if (!(NIX_SYSTEMS as readonly string[]).includes(s)) throw new ConfigError(`unsupported system in NIXERY_WORKER_SYSTEMS: ${s}`);
   }
   const nixOptions = e.NIXERY_NIX_OPTIONS !== undefined
     ? splitWords(e.NIXERY_NIX_OPTIONS)

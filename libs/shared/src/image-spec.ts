@@ -4,8 +4,10 @@
  * into an `ImageSpec`; nothing downstream re-validates the text.
  */
 
+/** The Nix systems images can be built for. */
+export const NIX_SYSTEMS = ['x86_64-linux', 'aarch64-linux'] as const;
 /** A Nix system string a worker can build for. */
-export type NixSystem = 'x86_64-linux' | 'aarch64-linux';
+export type NixSystem = (typeof NIX_SYSTEMS)[number];
 
 /** A parsed, normalised image request. */
 export interface ImageSpec {

@@ -29,4 +29,5 @@ export * from './layering';
 // web page and observability (issue 6)
 export * from './build-status';
 export * from './queue-status';
+export * from './timeout';
 export * from './readiness';

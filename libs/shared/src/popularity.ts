@@ -33,14 +33,6 @@ export interface PopularityMeta {
 export interface PopularityReaderOptions {
   /** NIX_POPULARITY_URL: a popularity JSON file used while Redis has no table. */
   seedUrl?: string;
-  /** Milliseconds between checks for a newer table (default 0: every `get` checks, one small GET). */
-  checkMs?: number;
-  /**
-   * When Redis has no table yet but a popularity run is in progress (the
-   * first run of a fresh single node), wait this long for it (default 60000),
-   * so the first images are layered with popularity data too.
-   */
-  waitForFirstMs?: number;
   log: Logger;
 }
 
@@ -54,9 +46,15 @@ export interface PopularityReaderOptions {
  * of the set as it does for nixpkgs; nixpkgs tables and seeds are used as
  * they are.
  */
+/**
+ * When Redis has no table yet but a popularity run is in progress (the first
+ * run of a fresh single node), a build waits this long for it, so the first
+ * images are layered with popularity data too.
+ */
+const FIRST_RUN_WAIT_MS = 60_000;
+
 export class PopularityReader {
   private cached: { version: number; table: Popularity } | null = null;
-  private checkedAt = 0;
   private seed: Popularity | null = null;
   private readonly runningKey: string;
 
@@ -68,15 +66,12 @@ export class PopularityReader {
     this.runningKey = popcountKeys(keys).running;
   }
 
-  /** The current table ({} when none is known), as layering should use it. */
+  /** The current table ({} when none is known), as layering should use it. Checks the version on every call (one small GET). */
   async get(): Promise<Popularity> {
-    const now = Date.now();
-    if (this.cached && now - this.checkedAt < (this.opts.checkMs ?? 0)) return this.cached.table;
-    this.checkedAt = now;
     const loaded = await this.loadFromRedis();
     if (loaded) return loaded;
     if (!this.opts.seedUrl && (await this.redis.exists(this.runningKey))) {
-      const until = Date.now() + (this.opts.waitForFirstMs ?? 60_000);
+      const until = Date.now() + FIRST_RUN_WAIT_MS;
       this.opts.log.info('no popularity table yet, but a popularity run is in progress: waiting for it');
       while (Date.now() < until && (await this.redis.exists(this.runningKey))) {
         await sleep(250);

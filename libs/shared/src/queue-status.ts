@@ -7,11 +7,10 @@
 import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Gauge, type Registry } from 'prom-client';
-import type { NixSystem } from './image-spec';
+import { NIX_SYSTEMS, type NixSystem } from './image-spec';
+import { withTimeout } from './timeout';
 import { type BuildJobData, type BuildJobResult, type BuildProgress, POPCOUNT_QUEUE, buildQueueName } from './queue';
 
-/** Every system a build queue may exist for. */
-export const ALL_SYSTEMS: readonly NixSystem[] = ['x86_64-linux', 'aarch64-linux'];
 
 /** A build queue as the status readers use it. */
 export type BuildQueue = Queue<BuildJobData, BuildJobResult>;
@@ -32,24 +31,6 @@ export interface InProgressBuild {
   since: number;
   /** Attempt number (1-based). */
   attempt: number;
-}
-
-/** Rejects after `ms` unless `p` settles first. The timer never holds the process open. */
-export function withTimeout<T>(p: Promise<T>, ms: number, what = 'operation'): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    t.unref?.();
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
 
 const STATES = ['active', 'waiting', 'prioritized', 'delayed'] as const;
@@ -105,7 +86,7 @@ export class QueueReader {
 
   constructor(connect: () => Redis, prefix: string, onError: (err: Error) => void = () => undefined) {
     this.connection = connect();
-    this.builds = ALL_SYSTEMS.map(
+    this.builds = NIX_SYSTEMS.map(
       (s) => new Queue<BuildJobData, BuildJobResult>(buildQueueName(s), { connection: this.connection, prefix }) as BuildQueue,
     );
     this.popcount = new Queue(POPCOUNT_QUEUE, { connection: this.connection, prefix });

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { withTimeout } from './queue-status';
+import { withTimeout } from './timeout';
 import type { StorageDriver } from './storage/driver';
 
 /** What /readyz reports. */

@@ -20,6 +20,10 @@ export function redisKeys(prefix: string) {
     popularityMeta: `${prefix}:popularity:meta`,
     stats: `${prefix}:stats`,
     resolved: (what: string) => `${prefix}:resolved:${what}`,
+    statusRecent: `${prefix}:status:recent`,
+    statusFailures: `${prefix}:status:failures`,
+    statusImage: (manifestDigest: string) => `${prefix}:status:image:${manifestDigest}`,
+    statusLayerUsers: (layerDigest: string) => `${prefix}:status:layer-users:${layerDigest}`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

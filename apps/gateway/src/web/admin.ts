@@ -6,15 +6,13 @@ import type { Queue } from 'bullmq';
 import type { Context, Middleware, Next } from 'koa';
 
 /** Where the queue dashboard lives. */
-export const ADMIN_QUEUES_PATH = '/admin/queues';
+const ADMIN_QUEUES_PATH = '/admin/queues';
 
 /** Settings of the admin dashboard. */
 export interface AdminOptions {
   user: string;
   password: string;
   queues: readonly Queue[];
-  /** Path prefix (default /admin/queues). */
-  basePath?: string;
 }
 
 function digest(s: string): Buffer {
@@ -35,11 +33,11 @@ export function basicAuthMatches(header: string | undefined, user: string, passw
 
 /**
  * The BullMQ dashboard (@bull-board/koa) behind HTTP basic auth, as one Koa
- * middleware that handles only paths under `basePath`. The caller mounts it
+ * middleware that handles only paths under ADMIN_QUEUES_PATH. The caller mounts it
  * only when an admin password is configured, so without one the path is a 404.
  */
 export function adminDashboard(opts: AdminOptions): Middleware {
-  const base = opts.basePath ?? ADMIN_QUEUES_PATH;
+  const base = ADMIN_QUEUES_PATH;
   const serverAdapter = new KoaAdapter();
   serverAdapter.setBasePath(base);
   createBullBoard({

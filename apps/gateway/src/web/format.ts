@@ -32,10 +32,11 @@ export function formatAgo(at: number, now = Date.now()): string {
   return `${Math.floor(s / 86400)} d ago`;
 }
 
-/** The package name of a store path: "/nix/store/<hash>-git-2.39.2" -> "git-2.39.2". */
-export function storePathName(p: string): string {
-  const base = p.split('/').pop() ?? p;
-  return /^[0-9a-z]{32}-/.test(base) ? base.slice(33) : base;
+export { storePathName } from '@nixery/shared';
+
+/** An image reference as people type it: the name, with `:tag` unless the tag is latest. */
+export function imageRef(image: string, tag: string): string {
+  return tag === 'latest' ? image : `${image}:${tag}`;
 }
 
 /** Words people read for a build stage. */

@@ -1,5 +1,5 @@
 import type { BuildFailure, FailureRecord, InProgressBuild } from '@nixery/shared';
-import { describeStage, formatAgo, formatBytes, formatDuration } from './format';
+import { describeStage, formatAgo, formatBytes, formatDuration, imageRef } from './format';
 import { type SafeHtml, html, raw } from './html';
 import { layout } from './layout';
 import type { StatusSnapshot } from './status';
@@ -10,9 +10,6 @@ export function imageHref(image: string, tag: string): string {
   return tag === 'latest' ? `/image/${path}` : `/image/${path}?tag=${encodeURIComponent(tag)}`;
 }
 
-function imageRef(image: string, tag: string): string {
-  return tag === 'latest' ? image : `${image}:${tag}`;
-}
 
 /** Builds running or waiting. */
 export function renderProgress(s: StatusSnapshot): SafeHtml {
@@ -117,7 +114,7 @@ const LIVE_SCRIPT = raw(`(function () {
 })();`);
 
 /** The front page: what this is, how to pull from `host`, the package source, and the live sections. */
-export function renderFrontPage(opts: { host: string; snapshot: StatusSnapshot; tagsHint: string; nonce: string }): SafeHtml {
+export function renderFrontPage(opts: { host: string; snapshot: StatusSnapshot; gitTags: boolean; nonce: string }): SafeHtml {
   const { host, snapshot: s } = opts;
   const src = s.source;
   const body = html`<h1>Nixery at <code class="host">${host}</code></h1>
@@ -131,7 +128,7 @@ docker run --rm -ti ${host}/shell/git/htop bash</pre>
 <li><code>${host}/git/htop</code>: each path component is a top-level package (<code>cacert</code> and <code>iana-etc</code> are always added; order and duplicates do not matter).</li>
 <li><code>${host}/shell/jq</code>: <code>shell</code> is a meta-package adding bash, coreutils, moreutils and nano.</li>
 <li><code>${host}/arm64/shell/htop</code>: a leading <code>arm64</code> builds for aarch64-linux.</li>
-<li><code>${host}/shell/htop:${opts.tagsHint}</code>: ${s.source.description.startsWith('git repository') ? 'the tag is a branch, tag or commit of the package repository' : 'the tag is always latest for this package source'}.</li>
+<li><code>${host}/shell/htop:${opts.gitTags ? 'main' : 'latest'}</code>: ${opts.gitTags ? 'the tag is a branch, tag or commit of the package repository' : 'the tag is always latest for this package source'}.</li>
 <li><code>skopeo copy --src-tls-verify=false docker://${host}/curl/jq:latest oci:/tmp/img:latest</code></li>
 <li>See an image's layers: <a href="/image/shell/git/htop"><code>/image/shell/git/htop</code></a>.</li>
 </ul>

@@ -43,8 +43,3 @@ export function html(strings: TemplateStringsArray, ...values: HtmlValue[]): Saf
 export function raw(markup: string): SafeHtml {
   return new SafeHtml(markup);
 }
-
-/** Serialises data for an inline `<script type="application/json">` block without letting it close the tag. */
-export function jsonForScript(data: unknown): SafeHtml {
-  return new SafeHtml(JSON.stringify(data).replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026'));
-}

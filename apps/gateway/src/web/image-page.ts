@@ -2,13 +2,12 @@ import {
   type BuildStatusStore,
   type ImageSpec,
   type ManifestCache,
-  RegistryError,
   type SourceResolver,
   buildKey,
   parseImage,
   withTimeout,
 } from '@nixery/shared';
-import { formatAgo, formatBytes, storePathName } from './format';
+import { formatAgo, formatBytes, imageRef, storePathName } from './format';
 import { type SafeHtml, html } from './html';
 import { layout } from './layout';
 
@@ -46,7 +45,7 @@ export async function loadImageView(deps: ImagePageDeps, name: string, tag: stri
   try {
     source = await withTimeout(deps.resolver.resolve(spec.tag), 5000, 'resolving the package source');
   } catch (err) {
-    return { kind: 'unavailable', spec, message: err instanceof RegistryError || err instanceof Error ? err.message : String(err) };
+    return { kind: 'unavailable', spec, message: err instanceof Error ? err.message : String(err) };
   }
   const manifest = await withTimeout(deps.manifests.byBuildKey(buildKey(spec, source)), 3000, 'reading the manifest cache');
   if (!manifest) return { kind: 'not_built', spec, revision: source.revision };
@@ -80,9 +79,6 @@ export async function loadImageView(deps: ImagePageDeps, name: string, tag: stri
   };
 }
 
-function pullRef(host: string, spec: ImageSpec): string {
-  return `${host}/${spec.name}${spec.tag === 'latest' ? '' : `:${spec.tag}`}`;
-}
 
 function renderLayers(layers: LayerView[]): SafeHtml {
   const total = layers.reduce((n, l) => n + l.size, 0) || 1;
@@ -126,7 +122,7 @@ export function renderImagePage(opts: { host: string; view: ImageView; nonce: st
 <p>Image names are package names separated by <code>/</code>, e.g. <a href="/image/shell/git/htop"><code>shell/git/htop</code></a>.</p>`,
     });
   }
-  const ref = pullRef(host, v.spec);
+  const ref = `${host}/${imageRef(v.spec.name, v.spec.tag)}`;
   const heading = html`<h1>Image <code class="image-name">${v.spec.name}</code>${v.spec.tag !== 'latest' ? html`<code>:${v.spec.tag}</code>` : ''}</h1>
 <p class="muted">packages: ${v.spec.packages.join(', ')} · ${v.spec.system}</p>`;
   if (v.kind === 'unavailable') {

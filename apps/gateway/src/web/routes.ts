@@ -42,8 +42,7 @@ export function registerWebRoutes(router: Router, deps: WebDeps): void {
   router.get('/', async (ctx) => {
     const nonce = startPage(ctx, 'web');
     const snapshot = await readStatus(deps);
-    const tagsHint = deps.resolver.describe().startsWith('git repository') ? 'main' : 'latest';
-    ctx.body = renderFrontPage({ host: host(ctx), snapshot, tagsHint, nonce }).value;
+    ctx.body = renderFrontPage({ host: host(ctx), snapshot, gitTags: deps.resolver.tagsAreGitRefs, nonce }).value;
   });
 
   router.get('/api/status', async (ctx) => {

@@ -154,6 +154,14 @@ async function buildWithRoots(
   };
 }
 
+/** The cached layer for `key` when its blob is really in storage (counted as a cache hit), else null. */
+async function cachedLayer(deps: BuildDeps, key: string): Promise<CachedLayer | null> {
+  const cached = await deps.layerCache.get(key);
+  if (!cached || !(await deps.storage.stat(blobKey(cached.digest)))) return null;
+  deps.onLayerCacheHit?.();
+  return cached;
+}
+
 /**
  * Returns the layer for `key` from the cache, or packs it. Only one worker in
  * the cluster packs a given key at a time: the others wait for its result.
@@ -166,22 +174,16 @@ async function ensureLayer(
 ): Promise<{ layer: CachedLayer; packed: boolean }> {
   for (;;) {
     signal.throwIfAborted();
-    const cached = await deps.layerCache.get(key);
-    if (cached && (await deps.storage.stat(blobKey(cached.digest)))) {
-      deps.onLayerCacheHit?.();
-      return { layer: cached, packed: false };
-    }
+    const cached = await cachedLayer(deps, key);
+    if (cached) return { layer: cached, packed: false };
     const lock = await deps.layerCache.tryLock(key);
     if (!lock) {
       await sleep(200, undefined, { signal });
       continue;
     }
     try {
-      const again = await deps.layerCache.get(key);
-      if (again && (await deps.storage.stat(blobKey(again.digest)))) {
-        deps.onLayerCacheHit?.();
-        return { layer: again, packed: false };
-      }
+      const again = await cachedLayer(deps, key);
+      if (again) return { layer: again, packed: false };
       const { stream, done } = compressAndHash(makeTar());
       const onAbort = () => stream.destroy(new Error('build aborted'));
       signal.addEventListener('abort', onAbort, { once: true });

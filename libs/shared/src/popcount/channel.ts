@@ -1,4 +1,5 @@
 import type { Popularity } from '../graph';
+import { mapLimit } from '../build/limit';
 import type { Logger } from '../logger';
 import { countReferences } from './counts';
 import { PopcountError } from './errors';
@@ -73,9 +74,7 @@ export async function countChannel(opts: ChannelCountOptions): Promise<ChannelCo
   let missing = 0;
   let invalid = 0;
   let firstInvalid = '';
-  let fatal: PopcountError | null = null;
   let done = 0;
-  let next = 0;
   const stop = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
   const total = todo.length;
@@ -87,41 +86,34 @@ export async function countChannel(opts: ChannelCountOptions): Promise<ChannelCo
     opts.onProgress?.({ stage: 'fetching', done, total });
   };
 
-  const worker = async () => {
-    while (next < todo.length && !fatal && !signal.aborted) {
-      const hash = todo[next++]!;
-      const url = `${base}/${hash}.narinfo`;
-      const res = await fetchWithRetries(url, { signal, fetch: opts.fetch });
-      if (!res.ok) {
-        if (!signal.aborted) {
-          fatal ??= new PopcountError('UNREACHABLE', `cannot reach the binary cache ${base}: ${res.error} (fetching ${url})`);
-          stop.abort();
-        }
-        return;
-      }
-      if (res.status === 404 || res.status === 410) missing++;
-      else if (res.status !== 200) {
-        invalid++;
-        firstInvalid ||= `${url}: HTTP ${res.status}`;
-      } else {
-        const parsed = parseNarinfo(res.body.toString('utf8'));
-        const item = items.get(hash)!;
-        if (!parsed.ok) {
-          invalid++;
-          firstInvalid ||= `${url}: ${parsed.error}`;
-        } else if (parsed.storePath !== item.path) {
-          invalid++;
-          firstInvalid ||= `${url}: describes ${parsed.storePath}, not ${item.path}`;
-        } else {
-          refs.set(hash, parsed.references);
-        }
-      }
-      done++;
-      report();
+  await mapLimit(todo, opts.concurrency, async (hash) => {
+    const url = `${base}/${hash}.narinfo`;
+    const res = await fetchWithRetries(url, { signal, fetch: opts.fetch });
+    if (!res.ok) {
+      if (signal.aborted) throw new PopcountError('TIMEOUT', 'popcount run cancelled or timed out while reading narinfo files');
+      stop.abort(); // the first failure ends the run: cancel the fetches in flight
+      throw new PopcountError('UNREACHABLE', `cannot reach the binary cache ${base}: ${res.error} (fetching ${url})`);
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(opts.concurrency, Math.max(1, todo.length)) }, worker));
-  if (fatal) throw fatal;
+    if (res.status === 404 || res.status === 410) missing++;
+    else if (res.status !== 200) {
+      invalid++;
+      firstInvalid ||= `${url}: HTTP ${res.status}`;
+    } else {
+      const parsed = parseNarinfo(res.body.toString('utf8'));
+      const item = items.get(hash)!;
+      if (!parsed.ok) {
+        invalid++;
+        firstInvalid ||= `${url}: ${parsed.error}`;
+      } else if (parsed.storePath !== item.path) {
+        invalid++;
+        firstInvalid ||= `${url}: describes ${parsed.storePath}, not ${item.path}`;
+      } else {
+        refs.set(hash, parsed.references);
+      }
+    }
+    done++;
+    report();
+  });
   if (opts.signal?.aborted) throw new PopcountError('TIMEOUT', 'popcount run cancelled or timed out while reading narinfo files');
 
   if (refs.size === 0) {

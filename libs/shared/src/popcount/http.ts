@@ -31,13 +31,11 @@ export async function fetchWithRetries(url: string, opts: RetryOptions = {}): Pr
     try {
       const signals = [AbortSignal.timeout(opts.timeoutMs ?? 15_000), ...(opts.signal ? [opts.signal] : [])];
       const res = await f(url, { signal: AbortSignal.any(signals), redirect: 'follow' });
-      const body = Buffer.from(await res.arrayBuffer());
-      if (res.status === 429 || res.status >= 500) {
-        last = `HTTP ${res.status}`;
-        if (i === attempts - 1) return { ok: true, status: res.status, body };
+      if ((res.status === 429 || res.status >= 500) && i < attempts - 1) {
+        await res.body?.cancel();
         continue;
       }
-      return { ok: true, status: res.status, body };
+      return { ok: true, status: res.status, body: Buffer.from(await res.arrayBuffer()) };
     } catch (e) {
       const err = e as Error & { cause?: { code?: string; message?: string } };
       last = err.cause?.code ?? err.cause?.message ?? err.message;

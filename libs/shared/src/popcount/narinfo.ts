@@ -1,20 +1,18 @@
-/** A store path of a channel's list, split into its hash and name. */
+import { isStorePath } from '../nix/closure';
+
+/** A store path of a channel's list and its hash. */
 export interface StorePathItem {
   /** The 32-character store hash (the narinfo file name). */
   hash: string;
-  /** The name after the hash. */
-  name: string;
   path: string;
 }
 
-const STORE_PATH_RE = /^\/nix\/store\/([0-9a-df-np-sv-z]{32})-([A-Za-z0-9+\-._?=]+)$/;
-const REF_RE = /^[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/;
+const STORE_DIR = '/nix/store/';
 
 /** Parses one line of a store-paths list; null when it is not a store path. */
 export function parseStorePathLine(line: string): StorePathItem | null {
   const path = line.trim();
-  const m = STORE_PATH_RE.exec(path);
-  return m ? { hash: m[1]!, name: m[2]!, path } : null;
+  return isStorePath(path) ? { hash: path.slice(STORE_DIR.length, STORE_DIR.length + 32), path } : null;
 }
 
 /** What a narinfo file says about a path's references. */
@@ -36,9 +34,9 @@ export function parseNarinfo(text: string): NarinfoParse {
     if (key === 'StorePath') storePath = value;
     else if (key === 'References') references = value === '' ? [] : value.split(/\s+/);
   }
-  if (!storePath || !STORE_PATH_RE.test(storePath)) return { ok: false, error: 'no StorePath line' };
+  if (!storePath || !isStorePath(storePath)) return { ok: false, error: 'no StorePath line' };
   const refs = references ?? [];
-  const bad = refs.find((r) => !REF_RE.test(r));
+  const bad = refs.find((r) => !isStorePath(STORE_DIR + r));
   if (bad !== undefined) return { ok: false, error: `bad reference ${JSON.stringify(bad.slice(0, 80))}` };
   return { ok: true, storePath, references: refs };
 }

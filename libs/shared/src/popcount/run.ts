@@ -5,6 +5,7 @@ import type { Logger } from '../logger';
 import type { PopularityMeta } from '../popularity';
 import { redisKeys } from '../redis';
 import { SourceResolver } from '../sources/resolver';
+import { isCommit } from '../sources/git';
 import { countChannel } from './channel';
 import { popularityThresholdFor } from './counts';
 import { PopcountError } from './errors';
@@ -36,10 +37,15 @@ export function storePathsUrlFor(config: Config): string {
   const s = config.source;
   if (config.popcount.storePathsUrl) return config.popcount.storePathsUrl;
   if (s.type !== 'channel') throw new PopcountError('SOURCE', 'only channel sources have a store-paths list');
-  if (/^[0-9a-f]{40}$/.test(s.channel)) {
+  if (isCommit(s.channel)) {
     throw new PopcountError('SOURCE', `channel "${s.channel}" is a commit, which has no store-paths list: set NIXERY_POPCOUNT_STORE_PATHS_URL`);
   }
   return `${s.channelBaseUrl}/${encodeURIComponent(s.channel)}/store-paths.xz`;
+}
+
+/** The resolver a popularity run pins its source with: no caching, no fallback, no watchers (each run resolves afresh). */
+export function popcountResolver(config: Config, log: Logger): SourceResolver {
+  return new SourceResolver(config.source, { ttlSeconds: 0, fallbackSeconds: 0, timeoutMs: 30_000, log, watchPaths: false });
 }
 
 /**
@@ -58,15 +64,7 @@ export async function runPopcount(opts: RunPopcountOptions): Promise<PopcountRes
   const runner = `${os.hostname()}:${process.pid}`;
   const marker = await markRunning(redis, keys);
   const ownResolver = !opts.resolver;
-  const resolver =
-    opts.resolver ??
-    new SourceResolver(config.source, {
-      ttlSeconds: 0,
-      fallbackSeconds: 0,
-      timeoutMs: 30_000,
-      log,
-      watchPaths: false,
-    });
+  const resolver = opts.resolver ?? popcountResolver(config, log);
   try {
     opts.onProgress?.({ stage: 'resolving' });
     const source = await resolver.resolve('latest').catch((e: unknown) => {

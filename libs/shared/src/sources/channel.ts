@@ -1,6 +1,5 @@
 import type { LoadOutcome } from './refresh';
-
-const REV_RE = /^[0-9a-f]{40}$/;
+import { isCommit } from './git';
 
 /**
  * Asks a channel server for a channel's current nixpkgs revision:
@@ -19,7 +18,7 @@ export async function fetchChannelRevision(
     const res = await f(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
     const text = (await res.text()).trim();
     if (!res.ok) return { ok: false, error: `${url} answered ${res.status}` };
-    if (!REV_RE.test(text)) return { ok: false, error: `${url} did not answer a 40-hex revision` };
+    if (!isCommit(text)) return { ok: false, error: `${url} did not answer a 40-hex revision` };
     return { ok: true, value: text };
   } catch (e) {
     const cause = e instanceof Error && e.cause instanceof Error ? `: ${e.cause.message}` : '';

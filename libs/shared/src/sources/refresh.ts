@@ -55,11 +55,6 @@ export class RefreshingValue<T> {
     return this.inflight;
   }
 
-  /** Forgets the cached value's freshness so the next `get` reloads (the fallback value is kept). */
-  invalidate(): void {
-    this.checkAfter = 0;
-  }
-
   private async refresh(): Promise<T> {
     const t0 = this.now();
     if (!this.good && this.failure && t0 < this.failure.until) throw this.unavailable(this.failure.error);

@@ -85,6 +85,11 @@ export class SourceResolver {
   }
 
   /** A short description of the source, for the logs and the web page (credentials removed). */
+  /** True when image tags name refs of a git repository (otherwise every tag is latest). */
+  get tagsAreGitRefs(): boolean {
+    return this.source.type === 'git';
+  }
+
   describe(): string {
     const s = this.source;
     if (s.type === 'git') return `git repository ${redactUrl(s.url)}`;

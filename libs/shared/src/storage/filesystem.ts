@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { type Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { ByteCounter } from './byte-counter';
 import { pipeline } from 'node:stream/promises';
 import type { ByteRange, ObjectInfo, ObjectReader, StorageDriver, StorageKey } from './driver';
 import { isValidKey } from './keys';
@@ -22,15 +23,6 @@ export class InvalidStorageKeyError extends Error {
 /** True for a Node fs error with the given code (ENOENT, ...). */
 function isErrno(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
-}
-
-/** Counts the bytes flowing through it. */
-class ByteCounter extends Transform {
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
 }
 
 /**

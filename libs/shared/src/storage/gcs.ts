@@ -1,4 +1,5 @@
-import { type Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { ByteCounter } from './byte-counter';
 import { pipeline } from 'node:stream/promises';
 import { Storage, type StorageOptions } from '@google-cloud/storage';
 import type { ByteRange, ObjectInfo, ObjectReader, StorageDriver, StorageKey } from './driver';
@@ -38,15 +39,6 @@ function statusOf(err: unknown): number | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const code = (err as { code?: unknown }).code;
   return typeof code === 'number' ? code : undefined;
-}
-
-/** Counts the bytes flowing through it. */
-class ByteCounter extends Transform {
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
 }
 
 /**
