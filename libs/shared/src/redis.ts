@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 
 /** How to reach Redis: a redis:// URL or a unix socket path. */
@@ -27,3 +28,36 @@ export function redisKeys(prefix: string) {
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;
+
+const RELEASE_LUA = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const RENEW_LUA = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+
+/** A Redis key held by this process; `release` deletes it if still ours and is safe to call twice. */
+export interface HeldKey {
+  release(): Promise<void>;
+}
+
+/**
+ * Sets `key` to a fresh token with a TTL and keeps renewing it while held, so
+ * it expires by itself if the holder dies. With `onlyIfFree` (a lock) it
+ * returns null when someone else holds the key. Renewal and release touch the
+ * key only while it still holds this token.
+ */
+export async function holdKey(redis: Redis, key: string, ttlMs: number, opts: { onlyIfFree: boolean }): Promise<HeldKey | null> {
+  const token = randomUUID();
+  const ok = opts.onlyIfFree ? await redis.set(key, token, 'PX', ttlMs, 'NX') : await redis.set(key, token, 'PX', ttlMs);
+  if (ok !== 'OK') return null;
+  const timer = setInterval(() => {
+    redis.eval(RENEW_LUA, 1, key, token, String(ttlMs)).catch(() => undefined);
+  }, Math.max(500, Math.floor(ttlMs / 3)));
+  timer.unref();
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      clearInterval(timer);
+      await redis.eval(RELEASE_LUA, 1, key, token).catch(() => undefined);
+    },
+  };
+}

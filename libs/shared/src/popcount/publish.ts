@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Popularity } from '../graph';
 import type { PopularityMeta } from '../popularity';
+import { type HeldKey, holdKey } from '../redis';
 import type { PopcountKeys } from './keys';
 
 /** Renames the staged table into place, gives it the next version and writes its metadata, in one step. */
@@ -66,25 +67,14 @@ export async function listPopcountRuns(redis: Redis, keys: PopcountKeys, count =
   return (await redis.lrange(keys.runs, 0, count - 1)).map((l) => JSON.parse(l) as PopcountRunRecord);
 }
 
-const RELEASE_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-
 /**
  * Marks a run as in progress (readers with no table wait for it) until
  * `release` is called; the mark expires by itself if the process dies.
  */
-export async function markRunning(redis: Redis, keys: PopcountKeys, ttlMs = 60_000): Promise<{ release(): Promise<void> }> {
-  const token = randomUUID();
-  await redis.set(keys.running, token, 'PX', ttlMs);
-  const timer = setInterval(() => {
-    redis.set(keys.running, token, 'PX', ttlMs).catch(() => undefined);
-  }, ttlMs / 3);
-  timer.unref();
-  return {
-    release: async () => {
-      clearInterval(timer);
-      await redis.eval(RELEASE_LUA, 1, keys.running, token).catch(() => undefined);
-    },
-  };
+export async function markRunning(redis: Redis, keys: PopcountKeys, ttlMs = 60_000): Promise<HeldKey> {
+  const held = await holdKey(redis, keys.running, ttlMs, { onlyIfFree: false });
+  if (!held) throw new Error('could not set the popularity run mark');
+  return held;
 }
 
 /**
