@@ -15,6 +15,7 @@ import { MediaTypes } from '../libs/shared/src/media-types';
 import { closureSize, prepareImage } from '../libs/shared/src/nix';
 import { createFilesystemDriver } from '../libs/shared/src/storage/filesystem';
 import { blobKey } from '../libs/shared/src/storage/keys';
+import { NIX_ENV } from '../test/helpers/nix-env';
 import { compressAndHash, packStorePaths } from '../libs/shared/src/tarball';
 
 const REPO = path.resolve(__dirname, '..');
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
     packages: PACKAGES,
     timeoutMs: 300_000,
     extraNixOptions: ['--option', 'substituters', ''],
+    env: NIX_ENV,
   });
   if (prepared.kind !== 'ok') throw new Error(`prepare failed: ${JSON.stringify(prepared)}`);
   const groups = groupLayers(prepared.graph, { budget: 93, popularity: {} }).map((l) => l.contents);

@@ -8,6 +8,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
+import { NIX_ENV } from './nix-env';
 import { REPO } from './nixery';
 import { runChecked } from './proc';
 
@@ -16,7 +17,7 @@ const NIX_OPTS = ['--option', 'substituters', ''];
 /** Builds attributes of the bundled set; returns attr -> output path. */
 export async function buildBundled(attrs: readonly string[]): Promise<Record<string, string>> {
   const args = [...NIX_OPTS, '--no-out-link', path.join(REPO, 'nix/pkgs'), ...attrs.flatMap((a) => ['-A', a])];
-  const { stdout } = await runChecked('nix-build', args, { timeoutMs: 300_000 });
+  const { stdout } = await runChecked('nix-build', args, { timeoutMs: 300_000, env: NIX_ENV });
   const outs = stdout.split('\n').filter(Boolean);
   if (outs.length !== attrs.length) throw new Error(`nix-build printed ${outs.length} paths for ${attrs.length} attributes`);
   return Object.fromEntries(attrs.map((a, i) => [a, outs[i]!]));
@@ -24,13 +25,13 @@ export async function buildBundled(attrs: readonly string[]): Promise<Record<str
 
 /** The closure of `paths` (nix-store --query --requisites). */
 export async function closureOf(paths: readonly string[]): Promise<string[]> {
-  const { stdout } = await runChecked('nix-store', ['--query', '--requisites', ...paths]);
+  const { stdout } = await runChecked('nix-store', ['--query', '--requisites', ...paths], { env: NIX_ENV });
   return stdout.split('\n').filter(Boolean).sort();
 }
 
 /** Paths that refer to `p` (nix-store --query --referrers), `p` itself included when it refers to itself. */
 export async function referrersOf(p: string): Promise<string[]> {
-  const { stdout } = await runChecked('nix-store', ['--query', '--referrers', p]);
+  const { stdout } = await runChecked('nix-store', ['--query', '--referrers', p], { env: NIX_ENV });
   return stdout.split('\n').filter(Boolean);
 }
 
@@ -40,7 +41,7 @@ export async function makeBinaryCache(dir: string, paths: readonly string[]): Pr
   await runChecked(
     'nix',
     ['copy', '--extra-experimental-features', 'nix-command', ...NIX_OPTS, '--to', `file://${dir}?compression=none`, ...paths],
-    { timeoutMs: 300_000 },
+    { timeoutMs: 300_000, env: NIX_ENV },
   );
 }
 

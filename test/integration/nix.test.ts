@@ -15,6 +15,7 @@ import {
   type PrepareOptions,
   type PrepareResult,
 } from '../../libs/shared/src/nix';
+import { NIX_ENV } from '../helpers/nix-env';
 
 const REPO = resolve(__dirname, '../..');
 const NIX_DIR = join(REPO, 'nix');
@@ -32,6 +33,7 @@ function prepare(packages: string[], extra: Partial<PrepareOptions> = {}): Promi
     packages,
     timeoutMs: BUILD_TIMEOUT_MS,
     extraNixOptions: NO_SUBSTITUTERS,
+    env: NIX_ENV,
     ...extra,
   });
 }
@@ -177,7 +179,7 @@ describe('prepareImage with the bundled package set', () => {
     try {
       const r = await prepareOk(['jq'], { gcRootDir: dir });
       const jq = r.packages.jq!.out;
-      const roots = () => execFileSync('nix-store', ['--query', '--roots', jq], { encoding: 'utf8' });
+      const roots = () => execFileSync('nix-store', ['--query', '--roots', jq], { encoding: 'utf8', env: NIX_ENV });
       assert.match(roots(), new RegExp(`^${dir}/result`, 'm'), 'jq is held by a root in the directory');
       rmSync(dir, { recursive: true, force: true });
       assert.doesNotMatch(roots(), new RegExp(dir), 'removing the directory releases the root');

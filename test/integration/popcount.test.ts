@@ -216,7 +216,7 @@ describe('popularity job', () => {
           layerCache: new LayerCache(rt.redis, keys, 30_000),
           popularity: () => reader.get(),
           nixDir: rt.config.nixDir,
-          nixOptions: rt.config.nixOptions,
+          nix: rt.config.nix,
           nixTimeoutMs: 120_000,
           layerBudget: rt.config.layerBudget,
           packConcurrency: 2,

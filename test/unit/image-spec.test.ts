@@ -77,6 +77,6 @@ describe('NIXERY_NIX_OPTIONS word splitting', () => {
     it(JSON.stringify(text), () => assert.deepEqual(splitWords(text), want));
   }
   it('loadConfig uses it', () => {
-    assert.deepEqual(loadConfig({ NIXERY_NIX_OPTIONS: "--option substituters ''" }).nixOptions, ['--option', 'substituters', '']);
+    assert.deepEqual(loadConfig({ NIXERY_NIX_OPTIONS: "--option substituters ''" }).nix.options, ['--option', 'substituters', '']);
   });
 });

@@ -59,7 +59,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
         layerCache,
         popularity: () => popularity.get(),
         nixDir: config.nixDir,
-        nixOptions: config.nixOptions,
+        nix: config.nix,
         nixTimeoutMs: config.nixTimeoutSeconds * 1000,
         layerBudget: config.layerBudget,
         packConcurrency: config.packConcurrency,

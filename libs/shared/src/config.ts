@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { NIX_SYSTEMS, type NixSystem } from './image-spec';
+import { nixEnvironment, type NixInvocation } from './nix/settings';
 import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from './popcount/schedule';
 
 /**
@@ -35,8 +36,13 @@ export interface Config {
   nixDir: string;
   /** Seconds a Nix build may run (NIX_TIMEOUT, default 60 as in Nixery). */
   nixTimeoutSeconds: number;
-  /** Extra options for every Nix command, space separated (NIXERY_NIX_OPTIONS). Default: no substituters for the bundled set. */
-  nixOptions: string[];
+  /**
+   * How every Nix command runs: extra options (NIXERY_NIX_OPTIONS, space
+   * separated; default: no substituters for the bundled set) and an
+   * environment whose NIX_CONFIG holds the project's own settings
+   * (see nix/settings.ts for which settings win).
+   */
+  nix: NixInvocation;
   /** URL of a popularity JSON file used as a seed (NIX_POPULARITY_URL). */
   popularityUrl?: string;
   /** Storage settings (NIXERY_STORAGE_BACKEND, STORAGE_PATH, GCS_BUCKET, ...). */
@@ -235,7 +241,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     source,
     nixDir,
     nixTimeoutSeconds: e.NIX_TIMEOUT,
-    nixOptions,
+    nix: { options: nixOptions, env: nixEnvironment(env, { root: process.getuid?.() === 0 }) },
     ...(e.NIX_POPULARITY_URL ? { popularityUrl: e.NIX_POPULARITY_URL } : {}),
     storage,
     layerBudget: e.NIXERY_LAYER_BUDGET,

@@ -12,7 +12,7 @@ import type { ClosureGraph, Popularity } from '../graph';
 import { groupLayers } from '../layering';
 import type { Logger } from '../logger';
 import { MediaTypes } from '../media-types';
-import { prepareImage } from '../nix';
+import { prepareImage, type NixInvocation } from '../nix';
 import type { BuildJobData, BuildProgress } from '../queue';
 import type { StorageDriver } from '../storage/driver';
 import { blobKey, manifestKey } from '../storage/keys';
@@ -27,7 +27,8 @@ export interface BuildDeps {
   layerCache: LayerCache;
   popularity: () => Promise<Popularity>;
   nixDir: string;
-  nixOptions: string[];
+  /** How Nix commands run (options and environment). */
+  nix: NixInvocation;
   nixTimeoutMs: number;
   /** Layers the image may have in all, the symlink layer included. */
   layerBudget: number;
@@ -93,7 +94,8 @@ async function buildWithRoots(
     packages: [...job.image.packages],
     timeoutMs: deps.nixTimeoutMs,
     signal,
-    extraNixOptions: deps.nixOptions,
+    extraNixOptions: deps.nix.options,
+    env: deps.nix.env,
     onStage: (stage) => progress({ stage }),
   });
   if (prepared.kind === 'missing') {

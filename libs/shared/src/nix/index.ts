@@ -12,3 +12,4 @@ export {
   type PreparedPackage,
   type NixCommands,
 } from './prepare';
+export { nixEnvironment, projectNixSettings, nixConfText, type NixInvocation, type NixSettingsInput } from './settings';

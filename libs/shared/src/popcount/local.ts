@@ -1,7 +1,7 @@
 import type { Popularity } from '../graph';
 import type { Logger } from '../logger';
 import { type PackageSourceArgs, isStorePath, parsePathInfoJson, runCommand, toNixSourceArgs, trimNixStderr } from '../nix';
-import type { RunResult } from '../nix';
+import type { NixInvocation, RunResult } from '../nix';
 import { countReferences } from './counts';
 import { PopcountError } from './errors';
 import type { PopcountProgress } from './types';
@@ -51,7 +51,8 @@ export interface LocalCountOptions {
   source: PackageSourceArgs;
   nixDir: string;
   system: string;
-  nixOptions: string[];
+  /** How Nix commands run (options and environment). */
+  nix: NixInvocation;
   /** Build the packages first (`nix-store --realise --keep-going`); otherwise count only what is in the store. */
   realise: boolean;
   /** Deadline of the whole count (ms since the epoch). */
@@ -82,7 +83,7 @@ export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount
   const run = (cmd: string, args: string[]): Promise<RunResult> => {
     const left = opts.deadline - Date.now();
     if (left <= 0) throw new PopcountError('TIMEOUT', 'popcount run took longer than NIXERY_POPCOUNT_TIMEOUT');
-    return runCommand(cmd, args, { timeoutMs: left, ...(opts.signal ? { signal: opts.signal } : {}) });
+    return runCommand(cmd, args, { timeoutMs: left, env: opts.nix.env, ...(opts.signal ? { signal: opts.signal } : {}) });
   };
   const failure = (what: string, r: RunResult): PopcountError => {
     if (r.timedOut || r.aborted) return new PopcountError('TIMEOUT', `${what} timed out or was cancelled`);
@@ -90,7 +91,7 @@ export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount
   };
   const enumerate = async (only: string[] | null): Promise<RunResult> =>
     run('nix-instantiate', [
-      '--eval', '--strict', '--json', '--read-write-mode', ...opts.nixOptions,
+      '--eval', '--strict', '--json', '--read-write-mode', ...opts.nix.options,
       '--expr', ENUMERATE_NIX,
       '--argstr', 'srcType', src.srcType,
       '--argstr', 'srcArgs', src.srcArgs,
@@ -110,7 +111,7 @@ export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount
     if (all.timedOut || all.aborted) throw failure('evaluating the package set', all);
     opts.log?.warn({ error: trimNixStderr(all.stderr, 500) }, 'popcount: evaluating the whole package set failed; evaluating attribute by attribute');
     const namesRun = await run('nix-instantiate', [
-      '--eval', '--strict', '--json', ...opts.nixOptions,
+      '--eval', '--strict', '--json', ...opts.nix.options,
       '--expr', `{ srcType, srcArgs, nixDir, system }: builtins.attrNames (import (/. + nixDir + "/load-pkgs.nix") { inherit srcType; srcArgs = builtins.fromJSON srcArgs; importArgs = { inherit system; }; })`,
       '--argstr', 'srcType', src.srcType, '--argstr', 'srcArgs', src.srcArgs,
       '--argstr', 'nixDir', opts.nixDir, '--argstr', 'system', opts.system,
@@ -143,7 +144,7 @@ export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount
     opts.onProgress?.({ stage: 'building', total: outs.length });
     const targets = [...new Set([...byOut.values()].map((e) => `${e.drv}!${e.output ?? 'out'}`))].sort();
     for (let i = 0; i < targets.length; i += 500) {
-      const r = await run('nix-store', ['--realise', '--keep-going', ...opts.nixOptions, ...targets.slice(i, i + 500)]);
+      const r = await run('nix-store', ['--realise', '--keep-going', ...opts.nix.options, ...targets.slice(i, i + 500)]);
       if (r.timedOut || r.aborted) throw failure('building the package set', r);
       if (r.code !== 0) opts.log?.warn({ error: trimNixStderr(r.stderr, 500) }, 'popcount: some packages failed to build; they are skipped');
       opts.onProgress?.({ stage: 'building', done: Math.min(i + 500, targets.length), total: targets.length });
@@ -156,12 +157,12 @@ export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount
   const refs = new Map<string, string[]>();
   for (let i = 0; i < outs.length; i += 500) {
     const chunk = outs.slice(i, i + 500);
-    const check = await run('nix-store', ['--check-validity', '--print-invalid', ...opts.nixOptions, ...chunk]);
+    const check = await run('nix-store', ['--check-validity', '--print-invalid', ...opts.nix.options, ...chunk]);
     if (check.code !== 0) throw failure('checking store paths', check);
     for (const line of check.stdout.split('\n')) if (line.trim()) invalid.add(line.trim());
     const valid = chunk.filter((p) => !invalid.has(p));
     if (valid.length === 0) continue;
-    const info = await run('nix', ['path-info', '--extra-experimental-features', 'nix-command', ...opts.nixOptions, '--json', ...valid]);
+    const info = await run('nix', ['path-info', '--extra-experimental-features', 'nix-command', ...opts.nix.options, '--json', ...valid]);
     if (info.code !== 0) throw failure('nix path-info', info);
     const parsed = parsePathInfoJson(info.stdout);
     if ('error' in parsed) throw new PopcountError('NIX_FAILED', parsed.error);

@@ -93,7 +93,7 @@ export async function runPopcount(opts: RunPopcountOptions): Promise<PopcountRes
         source: source.nix,
         nixDir: config.nixDir,
         system: config.workerSystems[0] ?? 'x86_64-linux',
-        nixOptions: config.nixOptions,
+        nix: config.nix,
         realise: config.popcount.realise,
         deadline,
         signal,
