@@ -8,10 +8,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { putStaged } from '../libs/shared/src/blobs';
-import { mapLimit } from '../libs/shared/src/build/limit';
-import { groupLayers } from '../libs/shared/src/layering';
-import { MediaTypes } from '../libs/shared/src/media-types';
+import { putStaged } from '../libs/shared/src/storage/staged';
+import { mapLimit } from '../libs/shared/src/core/map-limit';
+import { groupLayers } from '../libs/shared/src/layering/layering';
+import { MediaTypes } from '../libs/shared/src/core/media-types';
 import { closureSize, prepareImage } from '../libs/shared/src/nix';
 import { createFilesystemDriver } from '../libs/shared/src/storage/filesystem';
 import { blobKey } from '../libs/shared/src/storage/keys';

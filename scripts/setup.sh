@@ -36,5 +36,15 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# Compiled files whose source is gone (moved or deleted) would shadow a new
+# folder of the same name (dist/runtime.js before dist/runtime/index.js): remove them.
+for pkg in libs/shared apps/gateway apps/worker apps/popcount-job .; do
+  [[ -d $pkg/dist ]] || continue
+  while IFS= read -r js; do
+    rel=${js#"$pkg"/dist/}
+    [[ -f $pkg/src/${rel%.js}.ts ]] || rm -f "$js" "${js%.js}.d.ts" "$js.map" "${js%.js}.d.ts.map"
+  done < <(find "$pkg/dist" -name '*.js')
+done
+
 # Build (incremental).
 npx --no-install tsc -b tsconfig.json

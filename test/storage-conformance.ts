@@ -9,8 +9,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { putStaged } from '../libs/shared/src/blobs';
-import { type Digest, sha256Digest } from '../libs/shared/src/digest';
+import { putStaged } from '../libs/shared/src/storage/staged';
+import { type Digest, sha256Digest } from '../libs/shared/src/core/digest';
 import type { StorageDriver, StorageKey } from '../libs/shared/src/storage/driver';
 import { blobKey, manifestKey, stagingKey } from '../libs/shared/src/storage/keys';
 

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseDigest, type Digest } from '../../libs/shared/src/digest';
+import { parseDigest, type Digest } from '../../libs/shared/src/core/digest';
 import {
   freePort,
   logTail,

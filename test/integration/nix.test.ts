@@ -5,16 +5,16 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { storePathName } from '../../libs/shared/src/graph';
+import { storePathName } from '../../libs/shared/src/core/store-path';
 import {
   closureOf,
   prepareImage,
-  runCommand,
   storePathsOf,
   type PackageSourceArgs,
   type PrepareOptions,
   type PrepareResult,
 } from '../../libs/shared/src/nix';
+import { runCommand } from '../../libs/shared/src/infra/run-command';
 import { NIX_ENV } from '../helpers/nix-env';
 
 const REPO = resolve(__dirname, '../..');

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { sha256Digest } from '../../libs/shared/src/digest';
+import { sha256Digest } from '../../libs/shared/src/core/digest';
 import type { StorageKey } from '../../libs/shared/src/storage/driver';
 import { createFilesystemDriver, InvalidStorageKeyError } from '../../libs/shared/src/storage/filesystem';
 import { createGcsDriver } from '../../libs/shared/src/storage/gcs';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseRange } from '../../apps/gateway/src/range';
 import { parseRegistryPath } from '../../apps/gateway/src/registry-path';
-import { RegistryError } from '../../libs/shared/src/errors';
+import { RegistryError } from '../../libs/shared/src/protocol/errors';
 
 const D = `sha256:${'a'.repeat(64)}`;
 

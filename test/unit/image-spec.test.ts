@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig, splitWords } from '../../libs/shared/src/config';
-import { parseImage } from '../../libs/shared/src/image-spec';
+import { loadConfig, splitWords } from '../../libs/shared/src/config/config';
+import { parseImage } from '../../libs/shared/src/protocol/image-spec';
 
 describe('image names (Nixery rules)', () => {
   it('shell meta-package expands and always-added packages are present', () => {

@@ -3,14 +3,15 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { type ClosureGraph, type Popularity, storePathName } from '../../libs/shared/src/graph';
+import type { ClosureGraph, Popularity } from '../../libs/shared/src/core/graph';
+import { storePathName } from '../../libs/shared/src/core/store-path';
 import {
   DEFAULT_LAYER_BUDGET,
   type Layer,
   LayeringInputError,
   type LayeringOptions,
   groupLayers,
-} from '../../libs/shared/src/layering';
+} from '../../libs/shared/src/layering/layering';
 import { closureSizes } from '../../libs/shared/src/layering/closure-size';
 import { immediateDominators } from '../../libs/shared/src/layering/dominators';
 

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildImageDocuments } from '../../libs/shared/src/build/manifest';
-import { sha256Digest } from '../../libs/shared/src/digest';
-import { decodeFailure, encodeFailure, failureToRegistryError } from '../../libs/shared/src/errors';
+import { buildImageDocuments } from '../../libs/shared/src/protocol/image-documents';
+import { sha256Digest } from '../../libs/shared/src/core/digest';
+import { registryErrorFor } from '../../apps/gateway/src/failures';
+import { decodeFailure, encodeFailure } from '../../libs/shared/src/jobs/failure-codec';
 
 describe('image documents', () => {
   const layers = [
@@ -35,17 +36,29 @@ describe('image documents', () => {
 });
 
 describe('build failures as data', () => {
-  it('round-trips through a job failure reason', () => {
+  it('round-trips through a job result as a code and its fields', () => {
     const f = { kind: 'unknown_packages' as const, packages: ['nope', 'zilch'] };
-    assert.deepEqual(decodeFailure(encodeFailure(f)), f);
-    const e = failureToRegistryError(f);
+    const encoded = encodeFailure(f);
+    assert.equal(encoded.code, 'UNKNOWN_PACKAGES');
+    assert.deepEqual(decodeFailure(JSON.parse(JSON.stringify(encoded))), f);
+    const e = registryErrorFor(f);
     assert.equal(e.code, 'MANIFEST_UNKNOWN');
     assert.equal(e.status, 404);
     assert.deepEqual(e.toBody().errors[0]?.detail, { unknownPackages: ['nope', 'zilch'] });
   });
-  it('treats foreign text as internal, never as a 500 with internals', () => {
-    const e = failureToRegistryError(decodeFailure('ECONNRESET at /secret/path'));
+  it('treats foreign values as internal, never as a 500 with internals', () => {
+    for (const foreign of ['ECONNRESET at /secret/path', { code: 'NOPE', data: {} }, { code: 'UNKNOWN_PACKAGES', data: { packages: 'x' } }, null]) {
+      const f = decodeFailure(foreign);
+      assert.equal(f.kind, 'internal');
+      const e = registryErrorFor(f);
+      assert.equal(e.status, 503);
+      assert.ok(!JSON.stringify(e.toBody()).includes('/secret/path'));
+    }
+  });
+  it('a Nix environment that does not work is 503 UNAVAILABLE with its cause', () => {
+    const e = registryErrorFor(decodeFailure(encodeFailure({ kind: 'nix_broken', cause: 'build-users-group nixbld does not exist' })));
     assert.equal(e.status, 503);
-    assert.ok(!JSON.stringify(e.toBody()).includes('/secret/path'));
+    assert.equal(e.code, 'UNAVAILABLE');
+    assert.deepEqual(e.detail, { cause: 'build-users-group nixbld does not exist' });
   });
 });

@@ -8,7 +8,9 @@ import { chmod, mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { nextPageLink, paginateTags, parseTagsQuery } from '../../apps/gateway/src/tags-list';
-import { RegistryError } from '../../libs/shared/src/errors';
+import { registryErrorFor } from '../../apps/gateway/src/failures';
+import { Failed } from '../../libs/shared/src/core/failure';
+import { RegistryError } from '../../libs/shared/src/protocol/errors';
 import { fetchChannelRevision } from '../../libs/shared/src/sources/channel';
 import { TreeFingerprinter } from '../../libs/shared/src/sources/fingerprint';
 import { parseLsRemote, resolveTag, tagNames } from '../../libs/shared/src/sources/git';
@@ -109,9 +111,11 @@ describe('RefreshingValue', () => {
     assert.equal(t.calls(), 2, 'no retry before the TTL');
     t.tick(4000); // 5.5 s after the last success
     await assert.rejects(t.v.get(), (e: unknown) => {
-      assert.ok(e instanceof RegistryError);
-      assert.equal(e.code, 'UNAVAILABLE');
-      assert.deepEqual(e.detail, { source: 'test source', error: 'down' });
+      assert.ok(e instanceof Failed);
+      assert.deepEqual(e.failure, { kind: 'source_unavailable', source: 'test source', error: 'down' });
+      const r = registryErrorFor(e.failure);
+      assert.equal(r.code, 'UNAVAILABLE');
+      assert.deepEqual(r.detail, { source: 'test source', error: 'down' });
       return true;
     });
     const calls = t.calls();

@@ -4,17 +4,19 @@ import {
   CLUSTER_STATS,
   BuildStatusStore,
   ManifestCache,
+  type ManifestLookup,
   type ProcessDeps,
+  HEALTH_PATHS,
   QueueReader,
   SourceResolver,
-  checkReadiness,
+  healthAnswer,
   readClusterStats,
   redisKeys,
   registerQueueGauges,
   withTimeout,
 } from '@nixery/shared';
 import Koa from 'koa';
-import { BuildClient } from './build-client';
+import { BuildClient, type Builds } from './build-client';
 import { errorMiddleware } from './error-middleware';
 import { handleRegistry } from './registry';
 import { adminDashboard } from './web/admin';
@@ -27,22 +29,28 @@ export type GatewayDeps = ProcessDeps;
 export interface Gateway {
   app: Koa;
   resolver: SourceResolver;
-  builds: BuildClient;
+  builds: Builds;
   close(): Promise<void>;
 }
 
+/** Parts a caller may hand in instead of the ones made from `deps` (in-process tests: a fake build queue, a manifest map). */
+export interface GatewayParts {
+  builds?: Builds;
+  manifests?: ManifestLookup;
+}
+
 /** Builds the gateway's Koa app: registry protocol, metrics, health checks and the start page. */
-export function createGateway(deps: GatewayDeps): Gateway {
+export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gateway {
   const { config, redis, metrics, log } = deps;
   const keys = redisKeys(config.redisPrefix);
-  const manifests = new ManifestCache(redis, keys);
+  const manifests = parts.manifests ?? new ManifestCache(redis, keys);
   const resolver = new SourceResolver(config.source, {
     ttlSeconds: config.resolveTtlSeconds,
     fallbackSeconds: config.resolveFallbackSeconds,
     timeoutMs: 30_000,
     log,
   });
-  const builds = new BuildClient({ connect: deps.connect, prefix: config.redisPrefix, waitMs: config.buildWaitSeconds * 1000 });
+  const builds = parts.builds ?? new BuildClient({ connect: deps.connect, prefix: config.redisPrefix, waitMs: config.buildWaitSeconds * 1000 });
   // --- web page and observability (issue 6): read-only queue handles, build status, queue gauges ---
   const queues = new QueueReader(deps.connect, config.redisPrefix, (err) => log.debug({ err: err.message }, 'queue reader error'));
   const buildStatus = new BuildStatusStore(redis, keys);
@@ -75,19 +83,22 @@ export function createGateway(deps: GatewayDeps): Gateway {
   }
 
   const router = new Router();
-  router.get('/metrics', async (ctx) => {
-    const stats = await withTimeout(readClusterStats(redis, keys), 1500, 'reading cluster stats').catch(() => null);
-    if (stats) for (const s of CLUSTER_STATS) metrics.clusterStats.set({ counter: s }, stats[s]);
-    ctx.set('Content-Type', metrics.registry.contentType);
-    ctx.body = await metrics.registry.metrics();
-  });
-  router.get('/healthz', (ctx) => {
-    ctx.body = { ok: true };
-  });
-  router.get('/readyz', async (ctx) => {
-    const r = await checkReadiness(redis, deps.storage);
-    ctx.status = r.ok ? 200 : 503;
-    ctx.body = { redis: r.redis, storage: r.storage };
+  // /metrics, /healthz, /readyz: the same answers as every other process (runtime/health.ts).
+  const health = {
+    redis,
+    storage: deps.storage,
+    metrics,
+    beforeMetrics: async () => {
+      const stats = await withTimeout(readClusterStats(redis, keys), 1500, 'reading cluster stats').catch(() => null);
+      if (stats) for (const s of CLUSTER_STATS) metrics.clusterStats.set({ counter: s }, stats[s]);
+    },
+  };
+  router.get([...HEALTH_PATHS], async (ctx) => {
+    const a = await healthAnswer(ctx.path, health);
+    if (!a) return;
+    ctx.status = a.status;
+    ctx.set('Content-Type', a.contentType);
+    ctx.body = a.body;
   });
   // Web pages: /, /api/status, /image/<name> (issue 6; apps/gateway/src/web/).
   registerWebRoutes(router, {

@@ -1,9 +1,9 @@
 import {
-  type CachedManifest,
   type Digest,
-  type ManifestCache,
+  type ManifestLookup,
   MediaTypes,
   type Metrics,
+  type PublishedImage,
   RegistryError,
   type SourceResolver,
   type StorageDriver,
@@ -13,7 +13,7 @@ import {
   parseImage,
 } from '@nixery/shared';
 import type { Context } from 'koa';
-import type { BuildClient } from './build-client';
+import type { Builds } from './build-client';
 import { parseRange } from './range';
 import { type RegistryRoute, parseRegistryPath } from './registry-path';
 import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
@@ -21,9 +21,9 @@ import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
 /** What the registry handlers need. */
 export interface RegistryDeps {
   storage: StorageDriver;
-  manifests: ManifestCache;
-  resolver: SourceResolver;
-  builds: BuildClient;
+  manifests: ManifestLookup;
+  resolver: Pick<SourceResolver, 'resolve' | 'tags'>;
+  builds: Builds;
   metrics: Metrics;
 }
 
@@ -62,7 +62,7 @@ export async function handleRegistry(ctx: Context, deps: RegistryDeps): Promise<
 }
 
 async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<RegistryRoute, { kind: 'manifest' }>): Promise<void> {
-  let m: CachedManifest | null;
+  let m: PublishedImage | null;
   if ('digest' in route.reference) {
     m = await manifestByDigest(deps, route.reference.digest);
     if (!m) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { digest: route.reference.digest });
@@ -81,9 +81,7 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       deps.metrics.manifestCacheHits.inc();
     } else {
       deps.metrics.manifestCacheMisses.inc();
-      const result = await deps.builds.build({ buildKey: key, image, source });
-      m = (await deps.manifests.byBuildKey(key)) ?? (await manifestByDigest(deps, result.manifestDigest as Digest));
-      if (!m) throw new RegistryError('UNAVAILABLE', 'built manifest is not available yet; retry', undefined, { 'Retry-After': '2' });
+      m = await deps.builds.build({ buildKey: key, image, source });
     }
   }
   // Every manifest answer names the package-source revision it was built from
@@ -98,14 +96,30 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
   ctx.body = body;
 }
 
-async function manifestByDigest(deps: RegistryDeps, digest: Digest): Promise<CachedManifest | null> {
+/**
+ * A manifest by digest: from the cache, else from storage, whose media type
+ * is the one the manifest names itself (its `mediaType` field) or the one it
+ * was stored with. The revision is unknown then ('').
+ */
+async function manifestByDigest(deps: RegistryDeps, digest: Digest): Promise<PublishedImage | null> {
   const cached = await deps.manifests.byDigest(digest);
   if (cached) return cached;
   const obj = await deps.storage.read(manifestKey(digest));
   if (!obj) return null;
   const chunks: Buffer[] = [];
   for await (const c of obj.stream) chunks.push(c as Buffer);
-  return { digest, mediaType: MediaTypes.dockerManifest, body: Buffer.concat(chunks).toString('utf8'), revision: '' };
+  const body = Buffer.concat(chunks);
+  const named = (() => {
+    try {
+      return (JSON.parse(body.toString('utf8')) as { mediaType?: unknown }).mediaType;
+    } catch {
+      return undefined;
+    }
+  })();
+  const info = typeof named === 'string' ? null : await deps.storage.stat(manifestKey(digest));
+  const mediaType = typeof named === 'string' ? named : info?.contentType;
+  if (!mediaType) throw new RegistryError('MANIFEST_INVALID', 'stored manifest names no media type', { digest });
+  return { digest, mediaType, size: body.length, body: body.toString('utf8'), revision: '' };
 }
 
 async function serveBlob(ctx: Context, deps: RegistryDeps, digest: Digest): Promise<void> {

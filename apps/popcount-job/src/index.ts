@@ -64,7 +64,8 @@ export async function startPopcountScheduler(deps: ProcessDeps): Promise<Popcoun
   const shutdown = new AbortController();
   const resolver = popcountResolver(config, plog);
 
-  const process = async (job: Job<PopcountJobData, PopularityMeta>, _token?: string, signal?: AbortSignal): Promise<PopularityMeta> => {
+  /** Counts and publishes one popularity table. */
+  const runPopcountJob = async (job: Job<PopcountJobData, PopularityMeta>, _token?: string, signal?: AbortSignal): Promise<PopularityMeta> => {
     const jlog = plog.child({ jobId: job.id, reason: job.data.reason });
     const signals = [shutdown.signal, ...(signal ? [signal] : [])];
     const result = await runPopcount({
@@ -80,7 +81,7 @@ export async function startPopcountScheduler(deps: ProcessDeps): Promise<Popcoun
     });
     return result.meta;
   };
-  const worker = new Worker<PopcountJobData, PopularityMeta>(POPCOUNT_QUEUE, process, {
+  const worker = new Worker<PopcountJobData, PopularityMeta>(POPCOUNT_QUEUE, runPopcountJob, {
     connection: deps.connect(),
     prefix: config.redisPrefix,
     concurrency: 1,

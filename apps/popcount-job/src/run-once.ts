@@ -4,41 +4,25 @@
  * 2 on bad configuration). Without REDIS_URL it uses the embedded Redis of
  * `npm start` under STORAGE_PATH (the running one, or starts it for the run).
  */
-import { ConfigError, PopcountError, createRuntime, loadConfig, redisForConfig, runPopcount } from '@nixery/shared';
+import { PopcountError, runOnce, runPopcount } from '@nixery/shared';
 
-async function main(): Promise<number> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    console.error(err instanceof ConfigError ? err.message : err);
-    return 2;
-  }
-  const { target, embedded } = await redisForConfig(config);
-  const rt = createRuntime(config, target, 'popcount');
-  try {
-    const { meta } = await runPopcount({
-      config,
-      redis: rt.redis,
-      log: rt.log,
-      jobId: 'cli',
-      onProgress: (p) => rt.log.debug({ progress: p }, 'popcount progress'),
-    });
-    process.stdout.write(`${JSON.stringify(meta)}\n`);
-    return 0;
-  } catch (err) {
-    console.error(`popcount failed: ${err instanceof PopcountError ? `${err.code}: ${err.message}` : String(err)}`);
-    return 1;
-  } finally {
-    await rt.close();
-    await embedded?.stop();
-  }
-}
-
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
+runOnce(
+  'popcount',
+  async (rt, config) => {
+    try {
+      const { meta } = await runPopcount({
+        config,
+        redis: rt.redis,
+        log: rt.log,
+        jobId: 'cli',
+        onProgress: (p) => rt.log.debug({ progress: p }, 'popcount progress'),
+      });
+      process.stdout.write(`${JSON.stringify(meta)}\n`);
+      return 0;
+    } catch (err) {
+      console.error(`popcount failed: ${err instanceof PopcountError ? `${err.code}: ${err.message}` : String(err)}`);
+      return 1;
+    }
   },
+  { redis: 'embedded' },
 );

@@ -6,7 +6,7 @@ import {
   QueueReader,
   type Redis,
   type StorageDriver,
-  checkReadiness,
+  healthAnswer,
   registerQueueGauges,
 } from '@nixery/shared';
 
@@ -47,21 +47,10 @@ export async function startMetricsServer(deps: MetricsServerDeps): Promise<Metri
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n');
-    if (path === '/metrics') {
-      deps.metrics.registry.metrics().then(
-        (text) => send(200, deps.metrics.registry.contentType, text),
-        (err: unknown) => send(500, 'text/plain', `metrics failed: ${err instanceof Error ? err.message : String(err)}\n`),
-      );
-      return;
-    }
-    if (path === '/healthz') return send(200, 'application/json', '{"ok":true}');
-    if (path === '/readyz') {
-      checkReadiness(deps.redis, deps.storage).then((r) =>
-        send(r.ok ? 200 : 503, 'application/json', JSON.stringify({ redis: r.redis, storage: r.storage })),
-      );
-      return;
-    }
-    send(404, 'text/plain', 'not found: try /metrics, /healthz or /readyz\n');
+    healthAnswer(path ?? '/', deps).then(
+      (a) => (a ? send(a.status, a.contentType, a.body) : send(404, 'text/plain', 'not found: try /metrics, /healthz or /readyz\n')),
+      (err: unknown) => send(500, 'text/plain', `failed: ${err instanceof Error ? err.message : String(err)}\n`),
+    );
   });
   const listening = await new Promise<boolean>((resolve) => {
     server.once('error', (err: NodeJS.ErrnoException) => {

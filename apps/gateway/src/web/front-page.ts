@@ -1,4 +1,4 @@
-import type { BuildFailure, FailureRecord, InProgressBuild } from '@nixery/shared';
+import { type Failure, type FailureRecord, type InProgressBuild, describeFailure } from '@nixery/shared';
 import { describeStage, formatAgo, formatBytes, formatDuration, imageRef } from './format';
 import { type SafeHtml, html, raw } from './html';
 import { layout } from './layout';
@@ -41,16 +41,14 @@ export function renderRecent(s: StatusSnapshot): SafeHtml {
   )}</tbody></table>`;
 }
 
-function failureText(f: BuildFailure): { what: string; detail?: string } {
+function failureText(f: Failure): { what: string; detail?: string } {
   switch (f.kind) {
-    case 'unknown_packages':
-      return { what: `unknown packages: ${f.packages.join(', ')}` };
     case 'nix_failed':
       return { what: 'Nix failed', detail: f.message };
-    case 'no_worker':
-      return { what: `no worker builds for ${f.system}` };
     case 'internal':
       return { what: 'internal error', detail: f.message };
+    default:
+      return { what: describeFailure(f) };
   }
 }
 

@@ -1,7 +1,7 @@
 import {
   type BuildStatusStore,
   type ImageSpec,
-  type ManifestCache,
+  type ManifestLookup,
   type SourceResolver,
   buildKey,
   parseImage,
@@ -14,7 +14,7 @@ import { layout } from './layout';
 /** What the image page needs. */
 export interface ImagePageDeps {
   resolver: SourceResolver;
-  manifests: ManifestCache;
+  manifests: ManifestLookup;
   store: BuildStatusStore;
 }
 

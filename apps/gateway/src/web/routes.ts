@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type Router from '@koa/router';
-import type { BuildStatusStore, Logger, ManifestCache, QueueReader, SourceResolver } from '@nixery/shared';
+import type { BuildStatusStore, Logger, ManifestLookup, QueueReader, SourceResolver } from '@nixery/shared';
 import type { Context } from 'koa';
 import { pageHost } from './format';
 import { renderFrontPage, renderLiveSections } from './front-page';
@@ -14,7 +14,7 @@ export interface WebDeps {
   /** host[:port] used in examples when the request's Host header is missing or not a host name. */
   fallbackHost: string;
   resolver: SourceResolver;
-  manifests: ManifestCache;
+  manifests: ManifestLookup;
   queues: QueueReader;
   store: BuildStatusStore;
   log: Logger;

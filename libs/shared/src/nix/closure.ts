@@ -1,12 +1,5 @@
-import type { ClosureGraph, StorePathInfo } from '../graph';
-
-/** Store paths are /nix/store/<32 base32 chars>-<name>. */
-const STORE_PATH_RE = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/;
-
-/** True when `p` looks like a store path (used to check what Nix printed). */
-export function isStorePath(p: string): boolean {
-  return STORE_PATH_RE.test(p);
-}
+import type { ClosureGraph, StorePathInfo } from '../core/graph';
+import { isStorePath } from '../core/store-path';
 
 /**
  * Parses the output of `nix path-info --json --recursive` into path infos

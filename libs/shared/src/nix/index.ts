@@ -1,11 +1,18 @@
-/** Running Nix: a safe child-process runner and image preparation (evaluate, build, closure graph). */
-export { runCommand, type RunOptions, type RunResult } from './run';
+/**
+ * nix: running Nix: the project's Nix settings and invocation, image
+ * preparation (evaluate, build, closure graph) and the closure parser, used
+ * by the pipeline (as a `Preparation`) and by popularity counting alike.
+ * Never imports config, storage, records, jobs or the pipeline.
+ */
 export { toNixSourceArgs, type PackageSourceArgs, type NixSourceArgs, type InvalidSource } from './source';
-export { parsePathInfoJson, storePathsOf, closureOf, closureSize, isStorePath } from './closure';
+export { parsePathInfoJson, storePathsOf, closureOf, closureSize } from './closure';
 export {
   prepareImage,
+  nixPreparation,
   isTransientNixError,
   trimNixStderr,
+  type Preparation,
+  type PrepareRequest,
   type PrepareOptions,
   type PrepareResult,
   type PrepareStage,

@@ -1,7 +1,9 @@
 import { join } from 'node:path';
-import type { ClosureGraph } from '../graph';
-import { isStorePath, parsePathInfoJson } from './closure';
-import { runCommand, type RunResult } from './run';
+import type { ClosureGraph } from '../core/graph';
+import { isStorePath } from '../core/store-path';
+import { parsePathInfoJson } from './closure';
+import { runCommand, type RunResult } from '../infra/run-command';
+import type { NixInvocation } from './settings';
 import { toNixSourceArgs, type PackageSourceArgs } from './source';
 
 /** Options of {@link prepareImage}. */
@@ -233,4 +235,15 @@ export async function prepareImage(opts: PrepareOptions): Promise<PrepareResult>
     if (!paths[root]) return { kind: 'failed', message: `closure of ${root} is missing from nix path-info`, transient: false };
   }
   return { kind: 'ok', graph: { roots, paths }, packages };
+}
+
+/** What the build pipeline asks of Nix for one image (the rest of {@link PrepareOptions} is fixed per process). */
+export type PrepareRequest = Pick<PrepareOptions, 'source' | 'system' | 'packages' | 'signal' | 'onStage' | 'gcRootDir'>;
+
+/** Image preparation as a dependency of the pipeline: real Nix here, a fixture closure in tests. */
+export type Preparation = (req: PrepareRequest) => Promise<PrepareResult>;
+
+/** The process's image preparation: {@link prepareImage} with its Nix directory, invocation and time limit. */
+export function nixPreparation(opts: { nixDir: string; nix: NixInvocation; timeoutMs: number }): Preparation {
+  return (req) => prepareImage({ ...req, nixDir: opts.nixDir, timeoutMs: opts.timeoutMs, extraNixOptions: opts.nix.options, env: opts.nix.env });
 }

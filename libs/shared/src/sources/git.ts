@@ -1,4 +1,4 @@
-import { runCommand } from '../nix';
+import { runCommand } from '../infra/run-command';
 import type { LoadOutcome } from './refresh';
 import { redactUrl } from './refresh';
 

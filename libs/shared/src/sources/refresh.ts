@@ -1,4 +1,4 @@
-import { RegistryError } from '../errors';
+import { Failed } from '../core/failure';
 
 /** What a loader reports: a value, or why it could not get one (errors are data). */
 export type LoadOutcome<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -10,7 +10,7 @@ export interface RefreshOptions {
   /**
    * How long after the last successful load a stale value may still be served
    * while loading fails (ms). After that, or with no value at all, `get`
-   * throws `UNAVAILABLE`.
+   * throws a `source_unavailable` failure.
    */
   fallbackMs: number;
   /** What is being resolved, for messages ("nixpkgs channel nixos-unstable"). */
@@ -29,8 +29,8 @@ export interface RefreshOptions {
  * shared by all concurrent callers. When a reload fails, the last good value is
  * served for at most `fallbackMs` after it was last confirmed (retrying every
  * `ttlMs`, at least every second), and `onFallback` says so. With no usable
- * value the failure is thrown as `RegistryError('UNAVAILABLE')` whose detail
- * names the source and the error; failures are retried at most once a second.
+ * value a `source_unavailable` failure is thrown, naming the source and
+ * the error; failures are retried at most once a second.
  */
 export class RefreshingValue<T> {
   private good: { value: T; confirmedAt: number } | undefined;
@@ -83,13 +83,8 @@ export class RefreshingValue<T> {
     throw this.unavailable(outcome.error);
   }
 
-  private unavailable(error: string): RegistryError {
-    return new RegistryError(
-      'UNAVAILABLE',
-      `cannot resolve the package source (${this.opts.what}); retry later`,
-      { source: this.opts.what, error },
-      { 'Retry-After': '5' },
-    );
+  private unavailable(error: string): Failed {
+    return new Failed({ kind: 'source_unavailable', source: this.opts.what, error });
   }
 }
 

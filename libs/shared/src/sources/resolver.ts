@@ -1,11 +1,20 @@
-import type { PackageSourceConfig } from '../config';
-import { RegistryError } from '../errors';
-import type { Logger } from '../logger';
+import { Failed } from '../core/failure';
+import type { Logger } from '../infra/logger';
 import type { PackageSourceArgs } from '../nix';
 import { fetchChannelRevision } from './channel';
 import { TreeFingerprinter } from './fingerprint';
 import { type GitRefs, isCommit, listGitRefs, resolveTag, tagNames } from './git';
 import { RefreshingValue, redactUrl } from './refresh';
+
+/**
+ * Where packages come from. Exactly one is configured, as in Nixery:
+ * NIXERY_PKGS_REPO (git), NIXERY_PKGS_PATH (local path), NIXERY_CHANNEL
+ * (nixpkgs channel or commit); none of them -> the bundled package set.
+ */
+export type PackageSourceConfig =
+  | { type: 'git'; url: string }
+  | { type: 'path'; path: string; bundled: boolean }
+  | { type: 'channel'; channel: string; channelBaseUrl: string; tarballBaseUrl: string };
 
 /**
  * A package source pinned to an immutable identity for one request. Images
@@ -98,23 +107,23 @@ export class SourceResolver {
   }
 
   /**
-   * Pins the source for image tag `tag`. Throws RegistryError MANIFEST_UNKNOWN
-   * for a git ref that does not exist, UNAVAILABLE when the source cannot be
-   * resolved (and no recent revision is known).
+   * Pins the source for image tag `tag`. Throws an `unknown_ref` failure for
+   * a git ref that does not exist, `source_unavailable` when the source cannot
+   * be resolved (and no recent revision is known).
    */
   async resolve(tag: string): Promise<ResolvedSource> {
     const s = this.source;
     switch (s.type) {
       case 'path': {
         const fp = await this.fingerprinter!.current().catch((e: unknown) => {
-          throw new RegistryError('UNAVAILABLE', 'cannot read the package set', { source: this.describe(), error: String(e) });
+          throw new Failed({ kind: 'source_unavailable', source: this.describe(), error: `cannot read the package set: ${String(e)}` });
         });
         return this.pin(`path:${s.path}#${fp}`, '', () => ({ revision: fp.slice(0, 16), nix: { type: 'path', path: s.path } }));
       }
       case 'git': {
         const ref = isCommit(tag) ? { commit: tag } : resolveTag(await this.gitRefs!.get(), tag);
         if (!ref) {
-          throw new RegistryError('MANIFEST_UNKNOWN', `no branch or tag named "${tag}" in the package repository`, { tag });
+          throw new Failed({ kind: 'unknown_ref', ref: tag });
         }
         return this.pin(`git:${s.url}@${ref.commit}`, ref.ref ?? '', () => ({
           revision: ref.commit,

@@ -51,3 +51,8 @@ export interface StorageDriver {
   /** Checks that the backend is reachable (for /readyz). */
   ping(): Promise<void>;
 }
+
+/** Storage backend settings. */
+export type StorageConfig =
+  | { backend: 'filesystem'; path: string }
+  | { backend: 'gcs'; bucket: string; signedUrls: boolean; signedUrlTtlSeconds: number; credentialsFile?: string; publicUrl?: string };

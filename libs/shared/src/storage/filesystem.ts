@@ -3,7 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { ByteCounter } from './byte-counter';
+import { ByteCounter } from '../core/counters';
 import { pipeline } from 'node:stream/promises';
 import type { ByteRange, ObjectInfo, ObjectReader, StorageDriver, StorageKey } from './driver';
 import { isValidKey } from './keys';

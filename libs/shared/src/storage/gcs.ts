@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { ByteCounter } from './byte-counter';
+import { ByteCounter } from '../core/counters';
 import { pipeline } from 'node:stream/promises';
 import { Storage, type StorageOptions } from '@google-cloud/storage';
 import type { ByteRange, ObjectInfo, ObjectReader, StorageDriver, StorageKey } from './driver';

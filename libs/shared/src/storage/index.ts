@@ -1,26 +1,12 @@
-import type { StorageConfig } from '../config';
-import type { StorageDriver } from './driver';
-import { createFilesystemDriver } from './filesystem';
-import { createGcsDriver } from './gcs';
-
-export { createFilesystemDriver, InvalidStorageKeyError } from './filesystem';
-export { createGcsDriver, type GcsDriverOptions } from './gcs';
-
 /**
- * Makes the storage driver the configuration asks for: files under
- * `path` (single node, the default) or a GCS bucket (cluster).
+ * storage: the blob store behind one small interface: filesystem and GCS
+ * drivers, staged writes (hash while writing, move to the digest key), key
+ * names, and `createStorage` from the storage room's own settings.
+ * Never imports config, Koa, BullMQ or Redis (only core).
  */
-export function createStorage(cfg: StorageConfig): StorageDriver {
-  switch (cfg.backend) {
-    case 'filesystem':
-      return createFilesystemDriver(cfg.path);
-    case 'gcs':
-      return createGcsDriver({
-        bucket: cfg.bucket,
-        signedUrls: cfg.signedUrls,
-        signedUrlTtlSeconds: cfg.signedUrlTtlSeconds,
-        ...(cfg.credentialsFile ? { keyFilename: cfg.credentialsFile } : {}),
-        ...(cfg.publicUrl ? { publicUrl: cfg.publicUrl } : {}),
-      });
-  }
-}
+export * from './create';
+export * from './driver';
+export * from './filesystem';
+export * from './gcs';
+export * from './keys';
+export * from './staged';

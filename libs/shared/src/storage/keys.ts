@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Digest, digestHex } from '../digest';
+import { type Digest, digestHex } from '../core/digest';
 import type { StorageKey } from './driver';
 
 /** Key of a layer or config blob, as Nixery names them. */

@@ -1,8 +1,8 @@
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants, createGzip } from 'node:zlib';
-import { HashCounter } from '../blobs';
-import type { Digest } from '../digest';
+import { HashCounter } from '../core/counters';
+import type { Digest } from '../core/digest';
 
 /** What {@link compressAndHash} learns about the uncompressed tar. */
 export interface UncompressedInfo {

@@ -1,0 +1,32 @@
+import { type Failure, type FailureKind, RegistryError } from '@nixery/shared';
+
+type Row<K extends FailureKind> = (f: Extract<Failure, { kind: K }>) => RegistryError;
+
+/**
+ * The one table from domain failures to registry errors: each failure kind
+ * (see libs/shared/src/core/failure.ts), its code, status, message, the
+ * detail clients may see, and Retry-After where waiting helps. `internal`
+ * shows nothing of its message.
+ */
+const TABLE: { [K in FailureKind]: Row<K> } = {
+  unknown_packages: (f) => new RegistryError('MANIFEST_UNKNOWN', `unknown packages: ${f.packages.join(', ')}`, { unknownPackages: f.packages }),
+  unknown_ref: (f) => new RegistryError('MANIFEST_UNKNOWN', `no branch or tag named "${f.ref}" in the package repository`, { tag: f.ref }),
+  nix_failed: (f) =>
+    f.transient
+      ? new RegistryError('UNAVAILABLE', 'image build failed after retries; try again later', { error: f.message }, { 'Retry-After': '30' })
+      : new RegistryError('MANIFEST_UNKNOWN', 'image build failed', { error: f.message }),
+  nix_broken: (f) => new RegistryError('UNAVAILABLE', 'the build machine cannot run Nix; try again later', { cause: f.cause }, { 'Retry-After': '30' }),
+  source_unavailable: (f) =>
+    new RegistryError('UNAVAILABLE', `cannot resolve the package source (${f.source}); retry later`, { source: f.source, error: f.error }, { 'Retry-After': '5' }),
+  storage_full: () => new RegistryError('UNAVAILABLE', 'the registry storage is full; try again later', undefined, { 'Retry-After': '60' }),
+  state_unavailable: (f) => new RegistryError('UNAVAILABLE', `the registry cannot reach ${f.what} right now; try again`, undefined, { 'Retry-After': '5' }),
+  timeout: (f) => new RegistryError('UNAVAILABLE', `${f.what} is taking longer than ${Math.round(f.ms / 1000)} s; retry the pull`, undefined, { 'Retry-After': '10' }),
+  no_worker: (f) =>
+    new RegistryError('UNAVAILABLE', `no worker that builds for ${f.system} took the build in time`, { system: f.system }, { 'Retry-After': '30' }),
+  internal: () => new RegistryError('UNAVAILABLE', 'image build failed, try again', undefined, { 'Retry-After': '5' }),
+};
+
+/** The registry error a client sees for a failure. */
+export function registryErrorFor(f: Failure): RegistryError {
+  return (TABLE[f.kind] as Row<typeof f.kind>)(f as never);
+}

@@ -1,0 +1,265 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { NIX_SYSTEMS, type NixSystem } from '../protocol/image-spec';
+import { nixEnvironment, type NixInvocation } from '../nix/settings';
+import type { PackageSourceConfig } from '../sources/resolver';
+import type { StorageConfig } from '../storage/driver';
+import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from '../popularity/schedule';
+
+/** The one validated configuration object, read from the environment once at start-up. */
+export interface Config {
+  /** HTTP port of the gateway (PORT, default 8080). */
+  port: number;
+  /** Host to bind (HOST, default 0.0.0.0). */
+  host: string;
+  /** Redis URL (REDIS_URL); undefined means the single-node launcher starts an embedded redis-server. */
+  redisUrl?: string;
+  /** Prefix of every Redis key and BullMQ queue (NIXERY_REDIS_PREFIX, default "nixery"). */
+  redisPrefix: string;
+  /** Package source. */
+  source: PackageSourceConfig;
+  /** Directory holding prepare-image.nix / load-pkgs.nix (NIXERY_NIX_DIR, default <repo>/nix). */
+  nixDir: string;
+  /** Seconds a Nix build may run (NIX_TIMEOUT, default 60 as in Nixery). */
+  nixTimeoutSeconds: number;
+  /**
+   * How every Nix command runs: extra options (NIXERY_NIX_OPTIONS, space
+   * separated; default: no substituters for the bundled set) and an
+   * environment whose NIX_CONFIG holds the project's own settings
+   * (see nix/settings.ts for which settings win).
+   */
+  nix: NixInvocation;
+  /** URL of a popularity JSON file used as a seed (NIX_POPULARITY_URL). */
+  popularityUrl?: string;
+  /** Storage settings (NIXERY_STORAGE_BACKEND, STORAGE_PATH, GCS_BUCKET, ...). */
+  storage: StorageConfig;
+  /** Maximum layers per image, including the symlink layer (NIXERY_LAYER_BUDGET, default 94). */
+  layerBudget: number;
+  /** Seconds a manifest request waits for its build before a 503 (NIXERY_BUILD_WAIT, default 300). */
+  buildWaitSeconds: number;
+  /** Build jobs one worker runs at once (WORKER_CONCURRENCY, default 1). */
+  workerConcurrency: number;
+  /** Nix systems this worker builds for (NIXERY_WORKER_SYSTEMS, comma separated, default the host's). */
+  workerSystems: NixSystem[];
+  /** Layers packed at once within one build (NIXERY_PACK_CONCURRENCY, default the number of cores). */
+  packConcurrency: number;
+  /** Seconds a layer lock lives without renewal (NIXERY_LAYER_LOCK_TTL, default 30). */
+  layerLockTtlSeconds: number;
+  /** Seconds a resolved git ref or channel revision is reused (NIXERY_RESOLVE_TTL, default 60). */
+  resolveTtlSeconds: number;
+  /** Seconds the last known git refs / channel revision are still used while resolving fails (NIXERY_RESOLVE_FALLBACK_TTL, default 3600; issue 5). */
+  resolveFallbackSeconds: number;
+  // --- cluster: worker job lifetime and shutdown (issue 3) ---
+  /**
+   * Seconds a worker's lock on a running build job lives without renewal
+   * (NIXERY_JOB_LOCK_TTL, default 30; BullMQ lockDuration, renewed every half).
+   * A dead worker's job is taken by another one after at most this plus
+   * `stalledIntervalSeconds`.
+   */
+  jobLockTtlSeconds: number;
+  /** Seconds between a worker's checks for stalled jobs of dead workers (NIXERY_STALLED_INTERVAL, default 15). */
+  stalledIntervalSeconds: number;
+  /**
+   * Seconds a worker told to stop (SIGTERM) lets its running builds finish
+   * before it hands them back to the queue for another worker (NIXERY_WORKER_GRACE, default 25).
+   */
+  workerGraceSeconds: number;
+  // --- end cluster ---
+  // --- popularity job (issue 4) ---
+  /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
+  popcount: PopcountConfig;
+  // --- end popularity job ---
+  // --- web page and observability (issue 6) ---
+  /** Port of the worker's /metrics, /healthz, /readyz endpoint (NIXERY_WORKER_METRICS_PORT, default 9091; "off" disables; 0 = any free port). */
+  workerMetricsPort: number | null;
+  /** Basic-auth user and password of the queue dashboard at /admin/queues (NIXERY_ADMIN_USER default "admin", NIXERY_ADMIN_PASSWORD); no password = dashboard off. */
+  admin: { user: string; password?: string };
+  // --- end web page and observability ---
+  /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
+  logLevel: string;
+  logFormat: 'json' | 'pretty';
+}
+
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no'])
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+
+const EnvSchema = z.object({
+  PORT: int(8080, 0, 65535),
+  HOST: z.string().default('0.0.0.0'),
+  REDIS_URL: z.string().url().optional(),
+  NIXERY_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('nixery'),
+  NIXERY_CHANNEL: z.string().min(1).optional(),
+  NIXERY_PKGS_REPO: z.string().min(1).optional(),
+  NIXERY_PKGS_PATH: z.string().min(1).optional(),
+  NIXERY_NIX_DIR: z.string().optional(),
+  NIX_TIMEOUT: int(60, 1),
+  NIXERY_CHANNEL_URL: z.string().url().default('https://channels.nixos.org'),
+  NIXERY_TARBALL_URL: z.string().url().default('https://github.com/NixOS/nixpkgs/archive'),
+  NIXERY_NIX_OPTIONS: z.string().optional(),
+  NIX_POPULARITY_URL: z.string().url().optional(),
+  NIXERY_STORAGE_BACKEND: z.enum(['filesystem', 'gcs']).optional(),
+  STORAGE_PATH: z.string().default('./data'),
+  GCS_BUCKET: z.string().optional(),
+  GCS_SIGNED_URLS: bool.optional(),
+  GCS_SIGNED_URL_TTL: int(300, 1, 7 * 24 * 3600),
+  // Base of unsigned blob redirect URLs when clients reach the storage under another name (issue 3: emulator in docker-compose).
+  GCS_PUBLIC_URL: z.string().url().optional(),
+  GOOGLE_APPLICATION_CREDENTIALS: z.string().optional(),
+  NIXERY_LAYER_BUDGET: int(94, 2, 125),
+  NIXERY_BUILD_WAIT: int(300, 1),
+  WORKER_CONCURRENCY: int(1, 1, 64),
+  NIXERY_WORKER_SYSTEMS: z.string().optional(),
+  NIXERY_PACK_CONCURRENCY: int(os.availableParallelism(), 1, 64),
+  NIXERY_LAYER_LOCK_TTL: int(30, 2),
+  NIXERY_RESOLVE_TTL: int(60, 0),
+  NIXERY_RESOLVE_FALLBACK_TTL: int(3600, 0), // issue 5
+  // cluster (issue 3)
+  NIXERY_JOB_LOCK_TTL: int(30, 2, 3600),
+  NIXERY_STALLED_INTERVAL: int(15, 1, 3600),
+  NIXERY_WORKER_GRACE: int(25, 0, 3600),
+  // popularity job (issue 4)
+  NIXERY_POPCOUNT_SCHEDULE: z.string().default(DEFAULT_POPCOUNT_SCHEDULE),
+  NIXERY_POPCOUNT_CACHE_URL: z.string().url().default('https://cache.nixos.org'),
+  NIXERY_POPCOUNT_STORE_PATHS_URL: z.string().url().optional(),
+  NIXERY_POPCOUNT_CONCURRENCY: int(32, 1, 256),
+  NIXERY_POPCOUNT_TIMEOUT: int(3600, 1),
+  NIXERY_POPCOUNT_REALISE: bool.default(true),
+  // web page and observability (issue 6)
+  NIXERY_WORKER_METRICS_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(9091),
+  NIXERY_ADMIN_USER: z.string().min(1).default('admin'),
+  NIXERY_ADMIN_PASSWORD: z.string().min(1).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+});
+
+/** A configuration problem, reported before anything starts. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** The repository root (for the bundled nix/ directory). */
+export const REPO_ROOT = path.resolve(__dirname, '../../..');
+
+function hostSystem(): NixSystem {
+  return os.arch() === 'arm64' ? 'aarch64-linux' : 'x86_64-linux';
+}
+
+/**
+ * Splits a command-line-like string into words: whitespace separates, single
+ * or double quotes group (so `--option substituters ''` gives an empty word).
+ * No escapes, no expansion.
+ */
+export function splitWords(text: string): string[] {
+  const words: string[] = [];
+  const re = /'([^']*)'|"([^"]*)"|(\S+)/g;
+  let current: string | null = null;
+  let last = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const glued = current !== null && m.index === last;
+    const piece = m[1] ?? m[2] ?? m[3] ?? '';
+    if (glued) current += piece;
+    else {
+      if (current !== null) words.push(current);
+      current = piece;
+    }
+    last = re.lastIndex;
+  }
+  if (current !== null) words.push(current);
+  return words;
+}
+
+/** Reads and validates the configuration from an environment (default process.env). */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const msg = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ConfigError(`invalid configuration: ${msg}`);
+  }
+  const e = parsed.data;
+  const sources = [e.NIXERY_CHANNEL, e.NIXERY_PKGS_REPO, e.NIXERY_PKGS_PATH].filter(Boolean);
+  if (sources.length > 1) {
+    throw new ConfigError('set at most one of NIXERY_CHANNEL, NIXERY_PKGS_REPO, NIXERY_PKGS_PATH');
+  }
+  const nixDir = path.resolve(e.NIXERY_NIX_DIR ?? path.join(REPO_ROOT, 'nix'));
+  let source: PackageSourceConfig;
+  if (e.NIXERY_PKGS_REPO) source = { type: 'git', url: e.NIXERY_PKGS_REPO };
+  else if (e.NIXERY_PKGS_PATH) source = { type: 'path', path: path.resolve(e.NIXERY_PKGS_PATH), bundled: false };
+  else if (e.NIXERY_CHANNEL) source = {
+      type: 'channel',
+      channel: e.NIXERY_CHANNEL,
+      channelBaseUrl: e.NIXERY_CHANNEL_URL.replace(/\/+$/, ''),
+      tarballBaseUrl: e.NIXERY_TARBALL_URL.replace(/\/+$/, ''),
+    };
+  else source = { type: 'path', path: path.join(nixDir, 'pkgs'), bundled: true };
+
+  const backend = e.NIXERY_STORAGE_BACKEND ?? (e.GCS_BUCKET ? 'gcs' : 'filesystem');
+  let storage: StorageConfig;
+  if (backend === 'gcs') {
+    if (!e.GCS_BUCKET) throw new ConfigError('NIXERY_STORAGE_BACKEND=gcs needs GCS_BUCKET');
+    storage = {
+      backend: 'gcs',
+      bucket: e.GCS_BUCKET,
+      signedUrls: e.GCS_SIGNED_URLS ?? Boolean(e.GOOGLE_APPLICATION_CREDENTIALS),
+      signedUrlTtlSeconds: e.GCS_SIGNED_URL_TTL,
+      ...(e.GOOGLE_APPLICATION_CREDENTIALS ? { credentialsFile: e.GOOGLE_APPLICATION_CREDENTIALS } : {}),
+      ...(e.GCS_PUBLIC_URL ? { publicUrl: e.GCS_PUBLIC_URL.replace(/\/+$/, '') } : {}),
+    };
+  } else {
+    storage = { backend: 'filesystem', path: path.resolve(e.STORAGE_PATH) };
+  }
+
+  const systems = (e.NIXERY_WORKER_SYSTEMS ?? hostSystem()).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of systems) {
+    if (!(NIX_SYSTEMS as readonly string[]).includes(s)) throw new ConfigError(`unsupported system in NIXERY_WORKER_SYSTEMS: ${s}`);
+  }
+  const nixOptions = e.NIXERY_NIX_OPTIONS !== undefined
+    ? splitWords(e.NIXERY_NIX_OPTIONS)
+    : source.type === 'path' && source.bundled ? ['--option', 'substituters', ''] : [];
+
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    ...(e.REDIS_URL ? { redisUrl: e.REDIS_URL } : {}),
+    redisPrefix: e.NIXERY_REDIS_PREFIX,
+    source,
+    nixDir,
+    nixTimeoutSeconds: e.NIX_TIMEOUT,
+    nix: { options: nixOptions, env: nixEnvironment(env, { root: process.getuid?.() === 0 }) },
+    ...(e.NIX_POPULARITY_URL ? { popularityUrl: e.NIX_POPULARITY_URL } : {}),
+    storage,
+    layerBudget: e.NIXERY_LAYER_BUDGET,
+    buildWaitSeconds: e.NIXERY_BUILD_WAIT,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    workerSystems: systems as NixSystem[],
+    packConcurrency: e.NIXERY_PACK_CONCURRENCY,
+    layerLockTtlSeconds: e.NIXERY_LAYER_LOCK_TTL,
+    resolveTtlSeconds: e.NIXERY_RESOLVE_TTL,
+    resolveFallbackSeconds: e.NIXERY_RESOLVE_FALLBACK_TTL,
+    jobLockTtlSeconds: e.NIXERY_JOB_LOCK_TTL,
+    stalledIntervalSeconds: e.NIXERY_STALLED_INTERVAL,
+    workerGraceSeconds: e.NIXERY_WORKER_GRACE,
+    popcount: popcountConfig(e), // issue 4
+    workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
+    admin: { user: e.NIXERY_ADMIN_USER, ...(e.NIXERY_ADMIN_PASSWORD ? { password: e.NIXERY_ADMIN_PASSWORD } : {}) }, // issue 6
+    logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+  };
+}
+
+/** The popularity job's settings from the parsed environment (issue 4). */
+function popcountConfig(e: z.infer<typeof EnvSchema>): PopcountConfig {
+  const schedule = parsePopcountSchedule(e.NIXERY_POPCOUNT_SCHEDULE);
+  if ('error' in schedule) throw new ConfigError(`NIXERY_POPCOUNT_SCHEDULE: ${schedule.error}`);
+  return {
+    schedule,
+    cacheUrl: e.NIXERY_POPCOUNT_CACHE_URL.replace(/\/+$/, ''),
+    ...(e.NIXERY_POPCOUNT_STORE_PATHS_URL ? { storePathsUrl: e.NIXERY_POPCOUNT_STORE_PATHS_URL } : {}),
+    concurrency: e.NIXERY_POPCOUNT_CONCURRENCY,
+    timeoutSeconds: e.NIXERY_POPCOUNT_TIMEOUT,
+    realise: e.NIXERY_POPCOUNT_REALISE,
+  };
+}

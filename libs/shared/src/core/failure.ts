@@ -1,0 +1,73 @@
+/**
+ * Failures as data. Every room that can fail in a way a client must hear
+ * about says so with one of these values (returned, or thrown inside a
+ * `Failed`); nothing recognises a failure by its message text. The gateway
+ * maps each kind to its registry error and status in one table
+ * (apps/gateway/src/failures.ts); build failures cross the queue through the
+ * codec in jobs/failure-codec.ts.
+ */
+
+/** Why something failed, by kind. Messages and details are safe to show to clients. */
+export type Failure =
+  /** sources: a moving package source (git refs, channel revision, local tree) cannot be read and nothing recent is known. */
+  | { kind: 'source_unavailable'; source: string; error: string }
+  /** sources: the image tag names no branch or tag of the package repository. */
+  | { kind: 'unknown_ref'; ref: string }
+  /** nix: packages the package set does not have. */
+  | { kind: 'unknown_packages'; packages: string[] }
+  /** nix: evaluating or building failed; `transient` when retrying may help (timeouts, network, locks). */
+  | { kind: 'nix_failed'; message: string; transient: boolean }
+  /** nix: the Nix installation itself does not work (its self-check failed). */
+  | { kind: 'nix_broken'; cause: string }
+  /** storage: no space left for a blob. */
+  | { kind: 'storage_full'; message: string }
+  /** records, jobs: the shared state (Redis) cannot be reached right now. */
+  | { kind: 'state_unavailable'; what: string }
+  /** core: something took longer than it may (`what` names it). */
+  | { kind: 'timeout'; what: string; ms: number }
+  /** jobs: no worker for the image's system took the build. */
+  | { kind: 'no_worker'; system: string }
+  /** anything else: the message is for logs, never shown to clients. */
+  | { kind: 'internal'; message: string };
+
+/** A failure kind. */
+export type FailureKind = Failure['kind'];
+
+/** An Error that carries a {@link Failure}, for code paths that throw. */
+export class Failed extends Error {
+  override readonly name = 'Failed';
+  constructor(readonly failure: Failure) {
+    super(describeFailure(failure));
+  }
+}
+
+/** The failure `err` carries, or null when it is not a {@link Failed}. */
+export function failureOf(err: unknown): Failure | null {
+  return err instanceof Failed ? err.failure : null;
+}
+
+/** A one-line description of a failure, for logs. */
+export function describeFailure(f: Failure): string {
+  switch (f.kind) {
+    case 'source_unavailable':
+      return `cannot resolve the package source (${f.source}): ${f.error}`;
+    case 'unknown_ref':
+      return `no branch or tag named "${f.ref}" in the package repository`;
+    case 'unknown_packages':
+      return `unknown packages: ${f.packages.join(', ')}`;
+    case 'nix_failed':
+      return f.message;
+    case 'nix_broken':
+      return `the Nix installation does not work: ${f.cause}`;
+    case 'storage_full':
+      return `storage is full: ${f.message}`;
+    case 'state_unavailable':
+      return `cannot reach ${f.what}`;
+    case 'timeout':
+      return `${f.what} timed out after ${f.ms} ms`;
+    case 'no_worker':
+      return `no worker builds for ${f.system}`;
+    case 'internal':
+      return f.message;
+  }
+}

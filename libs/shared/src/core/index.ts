@@ -1,0 +1,14 @@
+/**
+ * core: the small, pure vocabulary every room shares: branded digests, media
+ * types, closure-graph types and store-path names, failures as data,
+ * `mapLimit`, `withTimeout`, byte and hash counters.
+ * Never imports another room, a package, or anything that does I/O.
+ */
+export * from './counters';
+export * from './digest';
+export * from './failure';
+export * from './graph';
+export * from './map-limit';
+export * from './media-types';
+export * from './store-path';
+export * from './timeout';

@@ -1,0 +1,10 @@
+/**
+ * pipeline: building an image (Nix preparation taken as a dependency,
+ * layering, packing missing layers under the layer cache's locks) and
+ * publishing it (storage, then status, then cache).
+ * Never imports BullMQ, Koa or config: the worker hands it everything.
+ */
+export * from './build-image';
+export * from './layer-cache';
+export * from './layers';
+export * from './publish';

@@ -1,0 +1,8 @@
+/**
+ * records: state the cluster keeps about built images, in Redis: the
+ * manifest cache (memory in front of Redis) and the build status store
+ * (recent builds and failures, per-image layer facts).
+ * Never imports config, BullMQ, storage or the pipeline.
+ */
+export * from './build-status';
+export * from './manifest-cache';

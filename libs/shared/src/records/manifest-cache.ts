@@ -1,0 +1,77 @@
+import type { Redis } from 'ioredis';
+import { Failed } from '../core/failure';
+import type { PublishedImage } from '../protocol/image-documents';
+import type { RedisKeys } from '../infra/redis';
+
+/** A cached manifest: the published image, everything needed to answer a manifest request. */
+export type CachedManifest = PublishedImage;
+
+/**
+ * Manifests by build key and by digest, in Redis (shared by every gateway)
+ * with a small in-process LRU in front, so warm pulls touch neither Nix nor storage.
+ * Entries never go stale: a build key pins the source revision, system and
+ * packages, so it always names the same image.
+ */
+export class ManifestCache {
+  private readonly memory = new Map<string, CachedManifest>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly memoryEntries = 1000,
+  ) {}
+
+  /**
+   * The manifest built for a build key (memory first, then Redis), or null.
+   * Throws a `state_unavailable` failure at once when it is not in memory and Redis is
+   * unreachable, instead of waiting in the client's offline queue: a cold
+   * request could not enqueue its build anyway.
+   */
+  async byBuildKey(buildKey: string): Promise<CachedManifest | null> {
+    return this.lookup(this.keys.manifestByBuild(buildKey), 'throw');
+  }
+
+  /** A manifest by its digest (memory first, then Redis), or null; null too when Redis is unreachable (storage still has it). */
+  async byDigest(digest: string): Promise<CachedManifest | null> {
+    return this.lookup(this.keys.manifestByDigest(digest), 'miss');
+  }
+
+  /** Records a built manifest under its build key and its digest, in Redis and in memory. */
+  async put(buildKey: string, m: CachedManifest): Promise<void> {
+    const v = JSON.stringify(m);
+    await this.redis.multi().set(this.keys.manifestByBuild(buildKey), v).set(this.keys.manifestByDigest(m.digest), v).exec();
+    this.remember(this.keys.manifestByBuild(buildKey), m);
+    this.remember(this.keys.manifestByDigest(m.digest), m);
+  }
+
+  private async lookup(key: string, whenRedisDown: 'throw' | 'miss'): Promise<CachedManifest | null> {
+    const mem = this.memory.get(key);
+    if (mem) {
+      this.memory.delete(key);
+      this.memory.set(key, mem);
+      return mem;
+    }
+    if (this.redis.status !== 'ready') {
+      if (whenRedisDown === 'miss') return null;
+      throw new Failed({ kind: 'state_unavailable', what: 'its Redis' });
+    }
+    const v = await this.redis.get(key);
+    if (!v) return null;
+    const parsed = JSON.parse(v) as Omit<CachedManifest, 'size'> & { size?: number };
+    // Entries written before the size was kept get it from their body.
+    const m: CachedManifest = { ...parsed, size: parsed.size ?? Buffer.byteLength(parsed.body) };
+    this.remember(key, m);
+    return m;
+  }
+
+  private remember(key: string, m: CachedManifest): void {
+    this.memory.set(key, m);
+    if (this.memory.size > this.memoryEntries) {
+      const oldest = this.memory.keys().next().value;
+      if (oldest !== undefined) this.memory.delete(oldest);
+    }
+  }
+}
+
+/** Reading manifests, as the gateway does (an in-memory map in in-process tests). */
+export type ManifestLookup = Pick<ManifestCache, 'byBuildKey' | 'byDigest'>;

@@ -1,0 +1,98 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import type { Config } from '../config/config';
+import type { RedisTarget } from '../infra/redis';
+
+/** A redis-server started by this process. */
+export interface EmbeddedRedis {
+  /** Unix socket path to connect to. */
+  socket: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a private redis-server on a unix socket under `dir` (no TCP port, so
+ * several instances run side by side), with its data in `dir` too. It dies
+ * with this process.
+ */
+export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): Promise<EmbeddedRedis> {
+  await mkdir(dir, { recursive: true });
+  const socket = path.join(dir, 'redis.sock');
+  await rm(socket, { force: true });
+  const child: ChildProcess = spawn(
+    binary,
+    ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '60 1', '--appendonly', 'no', '--loglevel', 'warning'],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  let exited = false;
+  child.on('exit', () => {
+    exited = true;
+  });
+  const killOnExit = () => child.kill('SIGTERM');
+  process.on('exit', killOnExit);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (exited) throw new Error(`${binary} exited during start-up`);
+    if (existsSync(socket)) {
+      const probe = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0 });
+      try {
+        await probe.connect();
+        await probe.ping();
+        probe.disconnect();
+        break;
+      } catch {
+        probe.disconnect();
+      }
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${binary} did not start within 10 s`);
+    }
+    await sleep(50);
+  }
+  return {
+    socket,
+    stop: async () => {
+      process.off('exit', killOnExit);
+      if (exited) return;
+      const done = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([done, sleep(5000).then(() => child.kill('SIGKILL'))]);
+    },
+  };
+}
+
+/** True when a Redis server answers PING on the unix socket `socket`. */
+export async function redisResponds(socket: string): Promise<boolean> {
+  if (!existsSync(socket)) return false;
+  const probe = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await probe.connect();
+    await probe.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+/**
+ * Where a process that may run without REDIS_URL finds Redis: REDIS_URL when
+ * set; otherwise the embedded redis-server under the storage path (`<STORAGE_PATH>/redis`),
+ * reusing one that is already running there or starting it (then `embedded` is set
+ * and the caller stops it).
+ */
+export async function redisForConfig(config: Config): Promise<{ target: RedisTarget; embedded?: EmbeddedRedis }> {
+  if (config.redisUrl) return { target: { url: config.redisUrl } };
+  const base = config.storage.backend === 'filesystem' ? config.storage.path : path.resolve('data');
+  const dir = path.join(base, 'redis');
+  const socket = path.join(dir, 'redis.sock');
+  if (await redisResponds(socket)) return { target: { path: socket } };
+  const embedded = await startEmbeddedRedis(dir);
+  return { target: { path: embedded.socket }, embedded };
+}

@@ -1,0 +1,45 @@
+import type { Redis } from 'ioredis';
+import type { Metrics } from '../infra/metrics';
+import type { StorageDriver } from '../storage/driver';
+import { checkReadiness } from './readiness';
+
+/** An answer of a health endpoint, for whichever HTTP server serves it. */
+export interface HealthAnswer {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+/** What the health endpoints read. */
+export interface HealthDeps {
+  redis: Redis;
+  storage: StorageDriver;
+  metrics: Metrics;
+  /** Runs before each /metrics answer (e.g. to copy cluster counters into gauges). */
+  beforeMetrics?: () => Promise<void>;
+}
+
+/** The paths {@link healthAnswer} serves. */
+export const HEALTH_PATHS = ['/metrics', '/healthz', '/readyz'] as const;
+
+/**
+ * The health endpoints of every process, in one place: `/healthz` (the
+ * process is alive), `/readyz` (Redis and storage answer, each within a
+ * bounded time: 503 otherwise) and `/metrics` (this process's Prometheus
+ * registry). Null for any other path.
+ */
+export async function healthAnswer(path: string, deps: HealthDeps): Promise<HealthAnswer | null> {
+  switch (path) {
+    case '/healthz':
+      return { status: 200, contentType: 'application/json', body: '{"ok":true}' };
+    case '/readyz': {
+      const r = await checkReadiness(deps.redis, deps.storage);
+      return { status: r.ok ? 200 : 503, contentType: 'application/json', body: JSON.stringify({ redis: r.redis, storage: r.storage }) };
+    }
+    case '/metrics':
+      await deps.beforeMetrics?.().catch(() => undefined);
+      return { status: 200, contentType: deps.metrics.registry.contentType, body: await deps.metrics.registry.metrics() };
+    default:
+      return null;
+  }
+}

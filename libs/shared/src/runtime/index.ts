@@ -1,0 +1,11 @@
+/**
+ * runtime: a process's wiring: the `Runtime` built from the config (logger,
+ * metrics, Redis connections, storage), running a process (signals, graceful
+ * stop, exit codes), readiness and health endpoints, the embedded redis-server.
+ * Never imports a domain room (sources, nix, pipeline, records, jobs, popularity).
+ */
+export * from './embedded-redis';
+export * from './process-main';
+export * from './health';
+export * from './readiness';
+export * from './runtime';

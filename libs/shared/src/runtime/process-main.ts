@@ -1,0 +1,97 @@
+import { type Config, ConfigError, loadConfig } from '../config';
+import { type EmbeddedRedis, redisForConfig } from './embedded-redis';
+import { type Runtime, createRuntime } from './runtime';
+
+/** Something a process runs until it is told to stop. */
+export interface Service {
+  close(): Promise<void>;
+  /** Milliseconds `close` may take before the process exits anyway (default 60 000). */
+  stopTimeoutMs?: number;
+}
+
+/** How a process finds Redis. */
+export interface ProcessOptions {
+  /**
+   * `required` (default): REDIS_URL must be set (apps run alone);
+   * `embedded`: without REDIS_URL the embedded redis-server under the storage path is used (npm start, npm run popcount).
+   */
+  redis?: 'required' | 'embedded';
+}
+
+/** Loads the config and the runtime, or exits with 2 on a configuration problem. */
+async function boot(name: string, opts: ProcessOptions): Promise<{ rt: Runtime; config: Config; embedded?: EmbeddedRedis }> {
+  let config: Config;
+  try {
+    config = loadConfig();
+    if (!config.redisUrl && opts.redis !== 'embedded') {
+      throw new ConfigError(`${name} needs REDIS_URL (npm start runs everything in one process with an embedded Redis)`);
+    }
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(2);
+  }
+  const { target, embedded } = await redisForConfig(config);
+  const rt = createRuntime(config, target, name);
+  if (embedded) rt.log.info({ socket: embedded.socket }, 'started embedded redis-server (set REDIS_URL to use your own)');
+  return { rt, config, ...(embedded ? { embedded } : {}) };
+}
+
+/**
+ * Runs a service as this process: loads the config, builds the runtime,
+ * starts the service and, on SIGTERM/SIGINT, stops it gracefully (the
+ * service, then the runtime's connections, then an embedded redis-server),
+ * exiting 0, or 1 when stopping takes longer than the service allows. Every
+ * process (each app alone, and npm start) stops this one way.
+ */
+export function runProcess(name: string, start: (rt: Runtime, config: Config) => Promise<Service>, opts: ProcessOptions = {}): void {
+  boot(name, opts)
+    .then(async ({ rt, config, embedded }) => {
+      const svc = await start(rt, config).catch(async (err: unknown) => {
+        rt.log.fatal({ err }, 'failed to start');
+        await embedded?.stop();
+        process.exit(1);
+      });
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        rt.log.info({ signal }, 'shutting down');
+        const force = setTimeout(() => process.exit(1), svc.stopTimeoutMs ?? 60_000);
+        force.unref();
+        await svc.close().catch((err: unknown) => rt.log.error({ err }, 'error while closing'));
+        await rt.close();
+        await embedded?.stop();
+        process.exit(0);
+      };
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT'));
+    })
+    .catch((err: unknown) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(1);
+    });
+}
+
+/**
+ * Runs `main` once as this process (a command such as `npm run popcount`) and
+ * exits with the code it returns: 2 on a configuration problem, 1 when it throws.
+ */
+export function runOnce(name: string, main: (rt: Runtime, config: Config) => Promise<number>, opts: ProcessOptions = {}): void {
+  boot(name, opts)
+    .then(async ({ rt, config, embedded }) => {
+      let code = 1;
+      try {
+        code = await main(rt, config);
+      } catch (err) {
+        console.error(err);
+      } finally {
+        await rt.close();
+        await embedded?.stop();
+      }
+      process.exit(code);
+    })
+    .catch((err: unknown) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(1);
+    });
+}

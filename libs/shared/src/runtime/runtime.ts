@@ -1,0 +1,46 @@
+import type { Redis } from 'ioredis';
+import type { Config } from '../config/config';
+import { type Logger, createLogger } from '../infra/logger';
+import { type Metrics, createMetrics } from '../infra/metrics';
+import { type RedisTarget, connectRedis } from '../infra/redis';
+import type { StorageDriver } from '../storage/driver';
+import { createStorage } from '../storage';
+
+/** The shared resources of a process: logger, metrics, Redis connections and storage. */
+export interface Runtime {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  redis: Redis;
+  connect: () => Redis;
+  storage: StorageDriver;
+  /** Closes every Redis connection made through `connect` and the main one. */
+  close(): Promise<void>;
+}
+
+/** What an app needs from the process that runs it: config, logging, metrics, Redis and storage. */
+export type ProcessDeps = Pick<Runtime, 'config' | 'log' | 'metrics' | 'redis' | 'connect' | 'storage'>;
+
+/** Builds the runtime for a process from its config and a Redis target. */
+export function createRuntime(config: Config, target: RedisTarget, name: string): Runtime {
+  const log = createLogger({ level: config.logLevel, format: config.logFormat, name });
+  const connections: Redis[] = [];
+  const connect = () => {
+    const c = connectRedis(target);
+    c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+    connections.push(c);
+    return c;
+  };
+  const redis = connect();
+  return {
+    config,
+    log,
+    metrics: createMetrics(),
+    redis,
+    connect,
+    storage: createStorage(config.storage),
+    close: async () => {
+      await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+    },
+  };
+}

@@ -1,0 +1,22 @@
+import type { StorageConfig, StorageDriver } from './driver';
+import { createFilesystemDriver } from './filesystem';
+import { createGcsDriver } from './gcs';
+
+/**
+ * Makes the storage driver the configuration asks for: files under
+ * `path` (single node, the default) or a GCS bucket (cluster).
+ */
+export function createStorage(cfg: StorageConfig): StorageDriver {
+  switch (cfg.backend) {
+    case 'filesystem':
+      return createFilesystemDriver(cfg.path);
+    case 'gcs':
+      return createGcsDriver({
+        bucket: cfg.bucket,
+        signedUrls: cfg.signedUrls,
+        signedUrlTtlSeconds: cfg.signedUrlTtlSeconds,
+        ...(cfg.credentialsFile ? { keyFilename: cfg.credentialsFile } : {}),
+        ...(cfg.publicUrl ? { publicUrl: cfg.publicUrl } : {}),
+      });
+  }
+}

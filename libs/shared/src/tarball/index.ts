@@ -1,0 +1,8 @@
+/**
+ * tarball: reproducible layer tarballs: store-path and symlink-layer walkers,
+ * the tar writer, gzip with diff_id and digest hashing.
+ * Never imports storage (it makes streams; whoever stores them is elsewhere), config or Redis.
+ */
+export * from './compress';
+export * from './entry';
+export * from './pack';
