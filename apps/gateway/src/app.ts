@@ -4,6 +4,7 @@ import {
   CLUSTER_STATS,
   BuildStatusStore,
   ManifestCache,
+  type NixHealth,
   type ProcessDeps,
   QueueReader,
   SourceResolver,
@@ -21,7 +22,14 @@ import { adminDashboard } from './web/admin';
 import { registerWebRoutes } from './web/routes';
 
 /** What the gateway needs from the process that runs it (a subset of its Runtime). */
-export type GatewayDeps = ProcessDeps;
+export type GatewayDeps = ProcessDeps & {
+  /**
+   * Nix health of a build worker in the same process (`npm start`): then
+   * /readyz also says whether Nix can build. A cluster gateway has no Nix;
+   * each worker's own /readyz reports it.
+   */
+  nixHealth?: () => Promise<NixHealth | undefined>;
+};
 
 /** The gateway: a Koa app plus the resources it owns. */
 export interface Gateway {
@@ -85,9 +93,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     ctx.body = { ok: true };
   });
   router.get('/readyz', async (ctx) => {
-    const r = await checkReadiness(redis, deps.storage);
+    const r = await checkReadiness(redis, deps.storage, deps.nixHealth ? { nix: deps.nixHealth } : {});
     ctx.status = r.ok ? 200 : 503;
-    ctx.body = { redis: r.redis, storage: r.storage };
+    ctx.body = { redis: r.redis, storage: r.storage, ...(r.nix ? { nix: r.nix } : {}) };
   });
   // Web pages: /, /api/status, /image/<name> (issue 6; apps/gateway/src/web/).
   registerWebRoutes(router, {

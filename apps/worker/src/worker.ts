@@ -1,14 +1,19 @@
 import {
+  type BuildFailure,
   type BuildJobData,
   type BuildJobResult,
   type BuildProgress,
   LayerCache,
+  type Logger,
   ManifestCache,
+  type NixHealth,
+  NixHealthMonitor,
   PopularityReader,
   type ProcessDeps,
   bumpClusterStat,
   buildImage,
   buildQueueName,
+  checkNixBuilds,
   encodeFailure,
   redisKeys,
 } from '@nixery/shared';
@@ -20,7 +25,12 @@ import { buildStatusRecorder } from './status-hooks';
 export interface BuildWorker {
   /** Stops taking jobs, waits for running ones (or hands them back after `graceMs`), closes connections. */
   close(): Promise<void>;
+  /** Whether Nix can build here (re-checked when it could not); undefined until the first self-check ends. */
+  nixHealth(): Promise<NixHealth | undefined>;
 }
+
+/** How often a broken Nix environment is checked again (when a job or /readyz asks). */
+const NIX_RECHECK_MS = 10_000;
 
 /** Dependencies handed in by the process that starts the worker (a subset of its Runtime). */
 export type WorkerDeps = ProcessDeps;
@@ -36,6 +46,27 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     log,
   });
   const statusRec = buildStatusRecorder(redis, keys, log); // recent builds/failures for the web page (issue 6)
+  // Can Nix build here at all? Checked at start, and again while it cannot (issue 9).
+  const nixHealth = new NixHealthMonitor(() => checkNixBuilds(config.nix), {
+    recheckMs: NIX_RECHECK_MS,
+    onResult: (h, previous) => {
+      if (!h.ok) log.error({ cause: h.cause, hint: h.hint }, `Nix cannot build on this machine; pulls that need a build answer 503 until it can. Fix: ${h.hint}`);
+      else if (previous && !previous.ok) log.info('Nix builds again');
+    },
+  });
+  void nixHealth.recheck();
+
+  /** Ends a job as failed: metrics, status record, then the queue's failure (not retried unless transient). */
+  const fail = async (job: Job<BuildJobData, BuildJobResult>, jlog: Logger, failure: BuildFailure, transient: boolean, started: number): Promise<never> => {
+    metrics.buildsFailed.inc({ reason: failure.kind });
+    await bumpClusterStat(redis, keys, 'builds_failed').catch(() => undefined);
+    jlog.warn({ failure, transient }, 'build failed');
+    await statusRec.failed(job, failure, transient, Date.now() - started); // web page (issue 6)
+    const msg = encodeFailure(failure);
+    throw transient ? new Error(msg) : new UnrecoverableError(msg);
+  };
+  /** The machine's failure, not the image's: Nix cannot build at all. Not retried; the client gets 503 naming the cause. */
+  const nixBroken = (h: Extract<NixHealth, { ok: false }>): BuildFailure => ({ kind: 'nix_unavailable', cause: h.cause, hint: h.hint });
 
   const process = async (job: Job<BuildJobData, BuildJobResult>, _token?: string, signal?: AbortSignal): Promise<BuildJobResult> => {
     const started = Date.now();
@@ -52,6 +83,8 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
       }
       job.updateProgress({ ...p, startedAt: started }).catch(() => undefined);
     };
+    const health = await nixHealth.ensure();
+    if (!health.ok) return fail(job, jlog, nixBroken(health), false, started);
     jlog.info({ packages: data.image.packages, revision: data.source.revision, attempt: job.attemptsMade + 1 }, 'build started');
     const outcome = await buildImage(
       {
@@ -83,12 +116,12 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     // Cancelled by a shutdown: not a build failure (GracefulShutdown hands the job back).
     if (!outcome.ok && abort.aborted) throw new Error('build cancelled');
     if (!outcome.ok) {
-      metrics.buildsFailed.inc({ reason: outcome.failure.kind });
-      await bumpClusterStat(redis, keys, 'builds_failed').catch(() => undefined);
-      jlog.warn({ failure: outcome.failure, transient: outcome.transient }, 'build failed');
-      await statusRec.failed(job, outcome.failure, outcome.transient, Date.now() - started); // web page (issue 6)
-      const msg = encodeFailure(outcome.failure);
-      throw outcome.transient ? new Error(msg) : new UnrecoverableError(msg);
+      // A Nix failure may be the machine breaking under us: check before blaming the image.
+      if (outcome.failure.kind === 'nix_failed') {
+        const now = await nixHealth.recheck();
+        if (!now.ok) return fail(job, jlog, nixBroken(now), false, started);
+      }
+      return fail(job, jlog, outcome.failure, outcome.transient, started);
     }
     const img = outcome.image;
     // Layer facts first, so the image page never finds the manifest without them (issue 6).
@@ -126,5 +159,6 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     close: async () => {
       await shutdown.close(workers, config.workerGraceSeconds * 1000);
     },
+    nixHealth: () => nixHealth.ensure(),
   };
 }

@@ -56,6 +56,8 @@ export class RegistryError extends Error {
 export type BuildFailure =
   | { kind: 'unknown_packages'; packages: string[] }
   | { kind: 'nix_failed'; message: string; transient?: boolean }
+  /** The worker's Nix cannot build anything (self-check failed): the machine, not the image. */
+  | { kind: 'nix_unavailable'; cause: string; hint: string }
   | { kind: 'no_worker'; system: string }
   | { kind: 'internal'; message: string };
 
@@ -85,10 +87,13 @@ export function failureToRegistryError(f: BuildFailure): RegistryError {
       return new RegistryError('MANIFEST_UNKNOWN', `unknown packages: ${f.packages.join(', ')}`, {
         unknownPackages: f.packages,
       });
+    // 404 is only for packages the set lacks: a build that fails is the server's failure.
     case 'nix_failed':
       return f.transient
         ? new RegistryError('UNAVAILABLE', 'image build failed after retries; try again later', { error: f.message }, { 'Retry-After': '30' })
-        : new RegistryError('MANIFEST_UNKNOWN', 'image build failed', { error: f.message });
+        : new RegistryError('UNAVAILABLE', 'image build failed', { error: f.message });
+    case 'nix_unavailable':
+      return new RegistryError('UNAVAILABLE', 'the build environment is broken: Nix cannot build', { cause: f.cause, hint: f.hint }, { 'Retry-After': '60' });
     case 'no_worker':
       return new RegistryError('UNAVAILABLE', `no worker that builds for ${f.system} took the build in time`, {
         system: f.system,

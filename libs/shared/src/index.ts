@@ -31,3 +31,4 @@ export * from './build-status';
 export * from './queue-status';
 export * from './timeout';
 export * from './readiness';
+export { checkNixBuilds, NixHealthMonitor, type NixHealth, type NixInvocation } from './nix';

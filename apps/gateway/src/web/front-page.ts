@@ -47,6 +47,8 @@ function failureText(f: BuildFailure): { what: string; detail?: string } {
       return { what: `unknown packages: ${f.packages.join(', ')}` };
     case 'nix_failed':
       return { what: 'Nix failed', detail: f.message };
+    case 'nix_unavailable':
+      return { what: 'Nix cannot build on the worker', detail: `${f.cause}\n${f.hint}` };
     case 'no_worker':
       return { what: `no worker builds for ${f.system}` };
     case 'internal':
