@@ -21,7 +21,7 @@ runProcess(
     }
     const worker = startBuildWorker(rt);
     const popcount = await startPopcountScheduler(rt);
-    const gateway = createGateway(rt);
+    const gateway = createGateway({ ...rt, nixHealth: () => worker.nixHealth() });
     for (const s of config.workerSystems) await gateway.builds.warm(s);
     const server = http.createServer(gateway.app.callback());
     server.keepAliveTimeout = 65_000;

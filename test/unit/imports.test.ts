@@ -37,7 +37,7 @@ const ROOMS: Record<string, { rooms: string[]; packages: string[]; pure?: boolea
   popularity: { rooms: ['core', 'infra', 'layering', 'nix', 'sources'], packages: ['ioredis'] },
   pipeline: { rooms: ['core', 'protocol', 'infra', 'layering', 'nix', 'tarball', 'storage', 'jobs', 'records'], packages: ['ioredis'] },
   config: { rooms: ['core', 'protocol', 'nix', 'sources', 'storage', 'popularity'], packages: ['zod'] },
-  runtime: { rooms: ['core', 'infra', 'config', 'storage'], packages: ['ioredis'] },
+  runtime: { rooms: ['core', 'infra', 'config', 'nix', 'storage'], packages: ['ioredis'] },
 };
 
 function sources(dir: string): string[] {

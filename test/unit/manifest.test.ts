@@ -56,9 +56,10 @@ describe('build failures as data', () => {
     }
   });
   it('a Nix environment that does not work is 503 UNAVAILABLE with its cause', () => {
-    const e = registryErrorFor(decodeFailure(encodeFailure({ kind: 'nix_broken', cause: 'build-users-group nixbld does not exist' })));
+    const f = { kind: 'nix_unavailable' as const, cause: 'build-users-group nixbld does not exist', hint: 'run as root' };
+    const e = registryErrorFor(decodeFailure(encodeFailure(f)));
     assert.equal(e.status, 503);
     assert.equal(e.code, 'UNAVAILABLE');
-    assert.deepEqual(e.detail, { cause: 'build-users-group nixbld does not exist' });
+    assert.deepEqual(e.detail, { cause: f.cause, hint: f.hint });
   });
 });

@@ -5,6 +5,7 @@ import {
   BuildStatusStore,
   ManifestCache,
   type ManifestLookup,
+  type NixHealth,
   type ProcessDeps,
   HEALTH_PATHS,
   QueueReader,
@@ -23,7 +24,14 @@ import { adminDashboard } from './web/admin';
 import { registerWebRoutes } from './web/routes';
 
 /** What the gateway needs from the process that runs it (a subset of its Runtime). */
-export type GatewayDeps = ProcessDeps;
+export type GatewayDeps = ProcessDeps & {
+  /**
+   * Nix health of a build worker in the same process (`npm start`): then
+   * /readyz also says whether Nix can build. A cluster gateway has no Nix;
+   * each worker's own /readyz reports it.
+   */
+  nixHealth?: () => Promise<NixHealth | undefined>;
+};
 
 /** The gateway: a Koa app plus the resources it owns. */
 export interface Gateway {
@@ -88,6 +96,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
     redis,
     storage: deps.storage,
     metrics,
+    ...(deps.nixHealth ? { nixHealth: deps.nixHealth } : {}),
     beforeMetrics: async () => {
       const stats = await withTimeout(readClusterStats(redis, keys), 1500, 'reading cluster stats').catch(() => null);
       if (stats) for (const s of CLUSTER_STATS) metrics.clusterStats.set({ counter: s }, stats[s]);

@@ -11,11 +11,13 @@ type Row<K extends FailureKind> = (f: Extract<Failure, { kind: K }>) => Registry
 const TABLE: { [K in FailureKind]: Row<K> } = {
   unknown_packages: (f) => new RegistryError('MANIFEST_UNKNOWN', `unknown packages: ${f.packages.join(', ')}`, { unknownPackages: f.packages }),
   unknown_ref: (f) => new RegistryError('MANIFEST_UNKNOWN', `no branch or tag named "${f.ref}" in the package repository`, { tag: f.ref }),
+  // 404 is only for packages the set lacks: a build that fails is the server's failure.
   nix_failed: (f) =>
     f.transient
       ? new RegistryError('UNAVAILABLE', 'image build failed after retries; try again later', { error: f.message }, { 'Retry-After': '30' })
-      : new RegistryError('MANIFEST_UNKNOWN', 'image build failed', { error: f.message }),
-  nix_broken: (f) => new RegistryError('UNAVAILABLE', 'the build machine cannot run Nix; try again later', { cause: f.cause }, { 'Retry-After': '30' }),
+      : new RegistryError('UNAVAILABLE', 'image build failed', { error: f.message }),
+  nix_unavailable: (f) =>
+    new RegistryError('UNAVAILABLE', 'the build environment is broken: Nix cannot build', { cause: f.cause, hint: f.hint }, { 'Retry-After': '60' }),
   source_unavailable: (f) =>
     new RegistryError('UNAVAILABLE', `cannot resolve the package source (${f.source}); retry later`, { source: f.source, error: f.error }, { 'Retry-After': '5' }),
   storage_full: () => new RegistryError('UNAVAILABLE', 'the registry storage is full; try again later', undefined, { 'Retry-After': '60' }),

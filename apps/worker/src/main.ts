@@ -7,7 +7,7 @@ runProcess('worker', async (rt, config) => {
   // /metrics, /healthz, /readyz on NIXERY_WORKER_METRICS_PORT (issue 6).
   const metricsServer = config.workerMetricsPort === null
     ? null
-    : await startMetricsServer({ ...rt, port: config.workerMetricsPort, host: config.host, redisPrefix: config.redisPrefix });
+    : await startMetricsServer({ ...rt, port: config.workerMetricsPort, host: config.host, redisPrefix: config.redisPrefix, nixHealth: () => worker.nixHealth() });
   // Running builds get NIXERY_WORKER_GRACE seconds, then are handed back; leave time for that.
   return {
     close: async () => {

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import {
   type Logger,
   type Metrics,
+  type NixHealth,
   QueueReader,
   type Redis,
   type StorageDriver,
@@ -22,6 +23,8 @@ export interface MetricsServerDeps {
   redisPrefix: string;
   storage: StorageDriver;
   log: Logger;
+  /** The build worker's Nix health, for /readyz. */
+  nixHealth: () => Promise<NixHealth | undefined>;
 }
 
 /** A running metrics endpoint. */
@@ -33,7 +36,7 @@ export interface MetricsServer {
 /**
  * The worker's own HTTP endpoint: `/metrics` (this process's Prometheus
  * registry plus queue gauges read from BullMQ at scrape time), `/healthz`
- * (the process is alive) and `/readyz` (Redis and storage answer). When the
+ * (the process is alive) and `/readyz` (Redis and storage answer, Nix can build). When the
  * port is taken it logs a warning and returns null: a worker without its
  * metrics endpoint still builds.
  */

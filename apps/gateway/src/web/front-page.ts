@@ -45,6 +45,8 @@ function failureText(f: Failure): { what: string; detail?: string } {
   switch (f.kind) {
     case 'nix_failed':
       return { what: 'Nix failed', detail: f.message };
+    case 'nix_unavailable':
+      return { what: 'Nix cannot build on the worker', detail: `${f.cause}\n${f.hint}` };
     case 'internal':
       return { what: 'internal error', detail: f.message };
     default:

@@ -17,8 +17,8 @@ export type Failure =
   | { kind: 'unknown_packages'; packages: string[] }
   /** nix: evaluating or building failed; `transient` when retrying may help (timeouts, network, locks). */
   | { kind: 'nix_failed'; message: string; transient: boolean }
-  /** nix: the Nix installation itself does not work (its self-check failed). */
-  | { kind: 'nix_broken'; cause: string }
+  /** nix: the machine's Nix cannot build at all (its self-check failed): the machine, not the image. `hint` says how an operator fixes it. */
+  | { kind: 'nix_unavailable'; cause: string; hint: string }
   /** storage: no space left for a blob. */
   | { kind: 'storage_full'; message: string }
   /** records, jobs: the shared state (Redis) cannot be reached right now. */
@@ -57,8 +57,8 @@ export function describeFailure(f: Failure): string {
       return `unknown packages: ${f.packages.join(', ')}`;
     case 'nix_failed':
       return f.message;
-    case 'nix_broken':
-      return `the Nix installation does not work: ${f.cause}`;
+    case 'nix_unavailable':
+      return `Nix cannot build on the worker: ${f.cause}`;
     case 'storage_full':
       return `storage is full: ${f.message}`;
     case 'state_unavailable':

@@ -20,3 +20,4 @@ export {
   type NixCommands,
 } from './prepare';
 export { nixEnvironment, projectNixSettings, nixConfText, type NixInvocation, type NixSettingsInput } from './settings';
+export { checkNixBuilds, NixHealthMonitor, type NixHealth } from './self-check';

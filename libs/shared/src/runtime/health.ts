@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Metrics } from '../infra/metrics';
+import type { NixHealth } from '../nix';
 import type { StorageDriver } from '../storage/driver';
 import { checkReadiness } from './readiness';
 
@@ -15,6 +16,8 @@ export interface HealthDeps {
   redis: Redis;
   storage: StorageDriver;
   metrics: Metrics;
+  /** The Nix health of a build worker in this process: then /readyz also says whether Nix can build. */
+  nixHealth?: () => Promise<NixHealth | undefined>;
   /** Runs before each /metrics answer (e.g. to copy cluster counters into gauges). */
   beforeMetrics?: () => Promise<void>;
 }
@@ -24,8 +27,9 @@ export const HEALTH_PATHS = ['/metrics', '/healthz', '/readyz'] as const;
 
 /**
  * The health endpoints of every process, in one place: `/healthz` (the
- * process is alive), `/readyz` (Redis and storage answer, each within a
- * bounded time: 503 otherwise) and `/metrics` (this process's Prometheus
+ * process is alive), `/readyz` (Redis and storage answer and, in a
+ * process that builds, Nix can build; each within a bounded time: 503
+ * otherwise) and `/metrics` (this process's Prometheus
  * registry). Null for any other path.
  */
 export async function healthAnswer(path: string, deps: HealthDeps): Promise<HealthAnswer | null> {
@@ -33,8 +37,9 @@ export async function healthAnswer(path: string, deps: HealthDeps): Promise<Heal
     case '/healthz':
       return { status: 200, contentType: 'application/json', body: '{"ok":true}' };
     case '/readyz': {
-      const r = await checkReadiness(deps.redis, deps.storage);
-      return { status: r.ok ? 200 : 503, contentType: 'application/json', body: JSON.stringify({ redis: r.redis, storage: r.storage }) };
+      const r = await checkReadiness(deps.redis, deps.storage, deps.nixHealth ? { nix: deps.nixHealth } : {});
+      const body = { redis: r.redis, storage: r.storage, ...(r.nix ? { nix: r.nix } : {}) };
+      return { status: r.ok ? 200 : 503, contentType: 'application/json', body: JSON.stringify(body) };
     }
     case '/metrics':
       await deps.beforeMetrics?.().catch(() => undefined);
