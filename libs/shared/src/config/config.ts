@@ -142,7 +142,7 @@ export class ConfigError extends Error {
 }
 
 /** The repository root (for the bundled nix/ directory). */
-export const REPO_ROOT = path.resolve(__dirname, '../../..');
+export const REPO_ROOT = path.resolve(__dirname, '../../../..');
 
 function hostSystem(): NixSystem {
   return os.arch() === 'arm64' ? 'aarch64-linux' : 'x86_64-linux';

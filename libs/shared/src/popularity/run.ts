@@ -85,7 +85,7 @@ export async function runPopcount(opts: RunPopcountOptions): Promise<PopcountRes
     opts.onProgress?.({ stage: 'resolving' });
     const source = await resolver.resolve('latest').catch((e: unknown) => {
       const f = failureOf(e);
-      const why = f ? describeFailure(f) : String(e);
+      const why = f?.kind === 'source_unavailable' ? f.error : f ? describeFailure(f) : String(e);
       throw new PopcountError('SOURCE', `cannot pin the package source (${resolver.describe()}): ${why}`);
     });
     log.info({ source: source.identity, jobId: opts.jobId }, 'popcount: counting references');
