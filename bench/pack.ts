@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { putStaged } from '../libs/shared/src/storage/staged';
 import { mapLimit } from '../libs/shared/src/core/map-limit';
-import { groupLayers } from '../libs/shared/src/layering/layering';
+import { NIXERY_CLOSURE_BUDGET, groupLayers } from '../libs/shared/src/layering';
 import { MediaTypes } from '../libs/shared/src/core/media-types';
 import { closureSize, prepareImage } from '../libs/shared/src/nix';
 import { createFilesystemDriver } from '../libs/shared/src/storage/filesystem';
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     env: NIX_ENV,
   });
   if (prepared.kind !== 'ok') throw new Error(`prepare failed: ${JSON.stringify(prepared)}`);
-  const groups = groupLayers(prepared.graph, { budget: 93, popularity: {} }).map((l) => l.contents);
+  const groups = groupLayers(prepared.graph, { budget: NIXERY_CLOSURE_BUDGET, popularity: {} }).map((l) => l.contents);
   const cores = os.availableParallelism();
   const closureBytes = closureSize(prepared.graph);
   console.log(`image: ${PACKAGES.join(' ')}`);

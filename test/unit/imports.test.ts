@@ -36,7 +36,7 @@ const ROOMS: Record<string, { rooms: string[]; packages: string[]; pure?: boolea
   jobs: { rooms: ['core', 'protocol', 'sources', 'infra'], packages: ['bullmq', 'ioredis', 'prom-client', 'zod'] },
   popularity: { rooms: ['core', 'infra', 'layering', 'nix', 'sources'], packages: ['ioredis'] },
   pipeline: { rooms: ['core', 'protocol', 'infra', 'layering', 'nix', 'tarball', 'storage', 'jobs', 'records'], packages: ['ioredis'] },
-  config: { rooms: ['core', 'protocol', 'nix', 'sources', 'storage', 'popularity'], packages: ['zod'] },
+  config: { rooms: ['core', 'protocol', 'layering', 'nix', 'sources', 'storage', 'popularity'], packages: ['zod'] },
   runtime: { rooms: ['core', 'infra', 'config', 'nix', 'storage'], packages: ['ioredis'] },
 };
 

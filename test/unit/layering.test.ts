@@ -6,12 +6,12 @@ import { describe, it } from 'node:test';
 import type { ClosureGraph, Popularity } from '../../libs/shared/src/core/graph';
 import { storePathName } from '../../libs/shared/src/core/store-path';
 import {
-  DEFAULT_LAYER_BUDGET,
+  NIXERY_CLOSURE_BUDGET,
   type Layer,
   LayeringInputError,
   type LayeringOptions,
   groupLayers,
-} from '../../libs/shared/src/layering/layering';
+} from '../../libs/shared/src/layering';
 import { closureSizes } from '../../libs/shared/src/layering/closure-size';
 import { immediateDominators } from '../../libs/shared/src/layering/dominators';
 
@@ -284,7 +284,7 @@ describe('groupLayers: behaviour', () => {
       }
     }
     const { graph, popularity } = syntheticGraph(1000, 3);
-    for (const budget of [1, 2, 3, 10, DEFAULT_LAYER_BUDGET, 10_000]) {
+    for (const budget of [1, 2, 3, 10, NIXERY_CLOSURE_BUDGET, 10_000]) {
       assertWellFormed(graph, groupLayers(graph, { budget, popularity }), budget);
     }
   });
@@ -369,10 +369,10 @@ describe('groupLayers: behaviour', () => {
     const { graph, popularity } = syntheticGraph(5000, 1);
     for (const sizeMetric of ['closure', 'nar'] as const) {
       const start = performance.now();
-      const layers = groupLayers(graph, { budget: DEFAULT_LAYER_BUDGET, popularity, sizeMetric });
+      const layers = groupLayers(graph, { budget: NIXERY_CLOSURE_BUDGET, popularity, sizeMetric });
       const ms = performance.now() - start;
       t.diagnostic(`5000 paths, ${graph.roots.length} top-level, sizeMetric ${sizeMetric}: ${ms.toFixed(1)} ms, ${layers.length} layers`);
-      assertWellFormed(graph, layers, DEFAULT_LAYER_BUDGET);
+      assertWellFormed(graph, layers, NIXERY_CLOSURE_BUDGET);
     }
   });
 });

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { NIXERY_CLOSURE_BUDGET } from '../layering';
 import { NIX_SYSTEMS, type NixSystem } from '../protocol/image-spec';
 import { nixEnvironment, type NixInvocation } from '../nix/settings';
 import type { PackageSourceConfig } from '../sources/resolver';
@@ -34,7 +35,11 @@ export interface Config {
   popularityUrl?: string;
   /** Storage settings (NIXERY_STORAGE_BACKEND, STORAGE_PATH, GCS_BUCKET, ...). */
   storage: StorageConfig;
-  /** Maximum layers per image, including the symlink layer (NIXERY_LAYER_BUDGET, default 94). */
+  /**
+   * Layers an image may have in all, the symlink layer included
+   * (NIXERY_LAYER_BUDGET, default 95: Nixery's 94 closure layers + its symlink
+   * layer). The closure gets `layerBudget - 1`. The one meaning of `layerBudget` everywhere.
+   */
   layerBudget: number;
   /** Seconds a manifest request waits for its build before a 503 (NIXERY_BUILD_WAIT, default 300). */
   buildWaitSeconds: number;
@@ -109,7 +114,7 @@ const EnvSchema = z.object({
   // Base of unsigned blob redirect URLs when clients reach the storage under another name (issue 3: emulator in docker-compose).
   GCS_PUBLIC_URL: z.string().url().optional(),
   GOOGLE_APPLICATION_CREDENTIALS: z.string().optional(),
-  NIXERY_LAYER_BUDGET: int(94, 2, 125),
+  NIXERY_LAYER_BUDGET: int(NIXERY_CLOSURE_BUDGET + 1, 2, 125),
   NIXERY_BUILD_WAIT: int(300, 1),
   WORKER_CONCURRENCY: int(1, 1, 64),
   NIXERY_WORKER_SYSTEMS: z.string().optional(),

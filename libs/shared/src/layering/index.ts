@@ -4,3 +4,4 @@
  * Never imports anything but core; does no I/O.
  */
 export * from './layering';
+export * from './options';

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Popularity } from '../core/graph';
-import { DEFAULT_POPULARITY_THRESHOLD } from '../layering/layering';
+import { DEFAULT_POPULARITY_THRESHOLD } from '../layering';
 import type { Logger } from '../infra/logger';
 import { popcountKeys } from './keys';
 import type { RedisKeys } from '../infra/redis';

@@ -6,19 +6,7 @@ import type { Readable } from 'node:stream';
 import { ByteCounter } from '../core/counters';
 import { pipeline } from 'node:stream/promises';
 import type { ByteRange, ObjectInfo, ObjectReader, StorageDriver, StorageKey } from './driver';
-import { isValidKey } from './keys';
-
-/**
- * Thrown by a driver handed a key that is not one of the shapes made by
- * `keys.ts`, or whose path would leave the storage root. Never expected in
- * normal operation: it means a bug or an attack upstream.
- */
-export class InvalidStorageKeyError extends Error {
-  constructor(readonly key: string) {
-    super(`invalid storage key: ${JSON.stringify(key)}`);
-    this.name = 'InvalidStorageKeyError';
-  }
-}
+import { InvalidStorageKeyError, checkedDriver } from './checked';
 
 /** True for a Node fs error with the given code (ENOENT, ...). */
 function isErrno(err: unknown, code: string): boolean {
@@ -40,15 +28,14 @@ function isErrno(err: unknown, code: string): boolean {
 export function createFilesystemDriver(root: string): StorageDriver {
   const base = path.resolve(root);
 
-  /** The absolute file path of `key`, after checking the key's shape and that it stays under `base`. */
+  /** The absolute file path of `key` (its shape is checked by checkedDriver), after checking that it stays under `base`. */
   function pathOf(key: StorageKey): string {
-    if (typeof key !== 'string' || !isValidKey(key)) throw new InvalidStorageKeyError(String(key));
     const p = path.resolve(base, key);
     if (!p.startsWith(base + path.sep)) throw new InvalidStorageKeyError(key);
     return p;
   }
 
-  return {
+  return checkedDriver({
     name: 'filesystem',
 
     async write(key, source: Readable) {
@@ -118,5 +105,5 @@ export function createFilesystemDriver(root: string): StorageDriver {
       await mkdir(base, { recursive: true });
       await access(base, fsConstants.R_OK | fsConstants.W_OK);
     },
-  };
+  });
 }

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { ByteCounter } from '../core/counters';
 import { pipeline } from 'node:stream/promises';
 import { Storage, type StorageOptions } from '@google-cloud/storage';
+import { checkedDriver } from './checked';
 import type { ByteRange, ObjectInfo, ObjectReader, StorageDriver, StorageKey } from './driver';
 
 /** Options of the Google Cloud Storage driver. */
@@ -95,7 +96,7 @@ export function createGcsDriver(opts: GcsDriverOptions): StorageDriver {
     }
   }
 
-  return {
+  return checkedDriver({
     name: 'gcs',
 
     async write(key, source: Readable, wopts) {
@@ -142,5 +143,5 @@ export function createGcsDriver(opts: GcsDriverOptions): StorageDriver {
     async ping() {
       await pingBucket.getFiles({ maxResults: 1, autoPaginate: false });
     },
-  };
+  });
 }

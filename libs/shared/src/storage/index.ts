@@ -4,6 +4,7 @@
  * names, and `createStorage` from the storage room's own settings.
  * Never imports config, Koa, BullMQ or Redis (only core).
  */
+export * from './checked';
 export * from './create';
 export * from './driver';
 export * from './filesystem';
