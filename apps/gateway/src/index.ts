@@ -1,1 +1,2 @@
-export { createGateway, type Gateway, type GatewayDeps } from './app';
+export { createGateway, type Gateway, type GatewayDeps, type GatewayParts } from './app';
+export type { Builds } from './build-client';

@@ -1,4 +1,4 @@
 import { runProcess } from '@nixery/shared';
-import { startPopcountScheduler } from './index';
+import { startPopcountScheduler } from './scheduler';
 
 runProcess('popcount-job', async (rt) => startPopcountScheduler(rt));

@@ -4,6 +4,7 @@
  * by the pipeline (as a `Preparation`) and by popularity counting alike.
  * Never imports config, storage, records, jobs or the pipeline.
  */
+export { runNix, type NixCommand, type NixRun } from './command';
 export { toNixSourceArgs, type PackageSourceArgs, type NixSourceArgs, type InvalidSource } from './source';
 export { parsePathInfoJson, storePathsOf, closureOf, closureSize } from './closure';
 export {

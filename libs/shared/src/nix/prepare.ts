@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import type { ClosureGraph } from '../core/graph';
 import { isStorePath } from '../core/store-path';
 import { parsePathInfoJson } from './closure';
-import { runCommand, type RunResult } from '../infra/run-command';
+import type { RunResult } from '../infra/run-command';
+import { runNix } from './command';
 import type { NixInvocation } from './settings';
 import { toNixSourceArgs, type PackageSourceArgs } from './source';
 
@@ -181,19 +182,17 @@ export async function prepareImage(opts: PrepareOptions): Promise<PrepareResult>
   const src = toNixSourceArgs(opts.source);
   if ('error' in src) return { kind: 'failed', message: src.error, transient: false };
 
-  const run = (cmd: string, args: string[]): Promise<RunResult> =>
-    runCommand(cmd, args, {
+  const nix = { options: extra, ...(opts.env ? { env: opts.env } : {}) };
+  const run = (program: string, head: string[], rest: string[]): Promise<RunResult> =>
+    runNix(nix, { program, head, rest }, {
       timeoutMs: Math.max(1, deadline - Date.now()),
-      signal: opts.signal,
-      env: opts.env,
-      onStderrLine: opts.onLog,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onLog ? { onStderrLine: opts.onLog } : {}),
     });
 
   // 1. Evaluate: which packages exist, and their derivations.
   opts.onStage?.('evaluating');
-  const evalRun = await run(commands.nixInstantiate, [
-    '--eval', '--strict', '--json', '--read-write-mode',
-    ...extra,
+  const evalRun = await run(commands.nixInstantiate, ['--eval', '--strict', '--json', '--read-write-mode'], [
     join(opts.nixDir, 'prepare-image.nix'),
     '--argstr', 'srcType', src.srcType,
     '--argstr', 'srcArgs', src.srcArgs,
@@ -216,15 +215,13 @@ export async function prepareImage(opts: PrepareOptions): Promise<PrepareResult>
   opts.onStage?.('building');
   const targets = [...new Set(Object.values(evaluated.found).map((f) => `${f.drv}!${f.output}`))].sort();
   const rootArgs = opts.gcRootDir ? ['--add-root', join(opts.gcRootDir, 'result'), '--indirect'] : [];
-  const buildRun = await run(commands.nixStore, ['--realise', ...rootArgs, ...extra, ...targets]);
+  const buildRun = await run(commands.nixStore, ['--realise', ...rootArgs], targets);
   if (buildRun.code !== 0 || buildRun.timedOut || buildRun.aborted) {
     return commandFailure('nix build', buildRun, opts.timeoutMs);
   }
 
   // 3. The runtime closure graph.
-  const infoRun = await run(commands.nix, [
-    'path-info', '--extra-experimental-features', 'nix-command', ...extra, '--json', '--recursive', ...roots,
-  ]);
+  const infoRun = await run(commands.nix, ['path-info', '--extra-experimental-features', 'nix-command'], ['--json', '--recursive', ...roots]);
   if (infoRun.code !== 0 || infoRun.timedOut || infoRun.aborted) {
     return commandFailure('nix path-info', infoRun, opts.timeoutMs);
   }

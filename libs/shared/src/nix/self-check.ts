@@ -8,7 +8,8 @@
  * as a string argument) with the configured Nix, so it exercises exactly what
  * an image build needs: evaluation, the store, the builder start.
  */
-import { runCommand, type RunResult } from '../infra/run-command';
+import type { RunResult } from '../infra/run-command';
+import { runNix } from './command';
 import type { NixInvocation } from './settings';
 import { trimNixStderr } from './prepare';
 
@@ -43,10 +44,10 @@ function hintFor(r: RunResult): string {
 /** Builds the trivial derivation with `nix`; never throws. */
 export async function checkNixBuilds(nix: NixInvocation, opts: { timeoutMs?: number; nixBuild?: string } = {}): Promise<NixHealth> {
   const nonce = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
-  const r = await runCommand(
-    opts.nixBuild ?? 'nix-build',
-    ['--no-out-link', ...nix.options, '--expr', SELF_CHECK_NIX, '--argstr', 'nonce', nonce],
-    { timeoutMs: opts.timeoutMs ?? 60_000, env: nix.env },
+  const r = await runNix(
+    nix,
+    { program: opts.nixBuild ?? 'nix-build', head: ['--no-out-link'], rest: ['--expr', SELF_CHECK_NIX, '--argstr', 'nonce', nonce] },
+    { timeoutMs: opts.timeoutMs ?? 60_000 },
   );
   const checkedAt = Date.now();
   if (r.code === 0 && !r.timedOut && !r.aborted) return { ok: true, checkedAt };

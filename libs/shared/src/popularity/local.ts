@@ -1,8 +1,8 @@
 import type { Popularity } from '../core/graph';
 import type { Logger } from '../infra/logger';
 import { isStorePath } from '../core/store-path';
-import { type RunResult, runCommand } from '../infra/run-command';
-import { type PackageSourceArgs, parsePathInfoJson, toNixSourceArgs, trimNixStderr } from '../nix';
+import type { RunResult } from '../infra/run-command';
+import { type PackageSourceArgs, parsePathInfoJson, runNix, toNixSourceArgs, trimNixStderr } from '../nix';
 import type { NixInvocation } from '../nix';
 import { countReferences } from './counts';
 import { PopcountError } from './errors';
@@ -82,18 +82,17 @@ export interface LocalCount {
 export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount> {
   const src = toNixSourceArgs(opts.source);
   if ('error' in src) throw new PopcountError('SOURCE', src.error);
-  const run = (cmd: string, args: string[]): Promise<RunResult> => {
+  const run = (program: string, head: string[], rest: string[]): Promise<RunResult> => {
     const left = opts.deadline - Date.now();
     if (left <= 0) throw new PopcountError('TIMEOUT', 'popcount run took longer than NIXERY_POPCOUNT_TIMEOUT');
-    return runCommand(cmd, args, { timeoutMs: left, env: opts.nix.env, ...(opts.signal ? { signal: opts.signal } : {}) });
+    return runNix(opts.nix, { program, head, rest }, { timeoutMs: left, ...(opts.signal ? { signal: opts.signal } : {}) });
   };
   const failure = (what: string, r: RunResult): PopcountError => {
     if (r.timedOut || r.aborted) return new PopcountError('TIMEOUT', `${what} timed out or was cancelled`);
     return new PopcountError('NIX_FAILED', `${what} failed: ${trimNixStderr(r.stderr, 1000) || r.spawnError || `exit ${r.code}`}`);
   };
   const enumerate = async (only: string[] | null): Promise<RunResult> =>
-    run('nix-instantiate', [
-      '--eval', '--strict', '--json', '--read-write-mode', ...opts.nix.options,
+    run('nix-instantiate', ['--eval', '--strict', '--json', '--read-write-mode'], [
       '--expr', ENUMERATE_NIX,
       '--argstr', 'srcType', src.srcType,
       '--argstr', 'srcArgs', src.srcArgs,
@@ -112,8 +111,7 @@ export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount
   } else {
     if (all.timedOut || all.aborted) throw failure('evaluating the package set', all);
     opts.log?.warn({ error: trimNixStderr(all.stderr, 500) }, 'popcount: evaluating the whole package set failed; evaluating attribute by attribute');
-    const namesRun = await run('nix-instantiate', [
-      '--eval', '--strict', '--json', ...opts.nix.options,
+    const namesRun = await run('nix-instantiate', ['--eval', '--strict', '--json'], [
       '--expr', `{ srcType, srcArgs, nixDir, system }: builtins.attrNames (import (/. + nixDir + "/load-pkgs.nix") { inherit srcType; srcArgs = builtins.fromJSON srcArgs; importArgs = { inherit system; }; })`,
       '--argstr', 'srcType', src.srcType, '--argstr', 'srcArgs', src.srcArgs,
       '--argstr', 'nixDir', opts.nixDir, '--argstr', 'system', opts.system,
@@ -146,7 +144,7 @@ export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount
     opts.onProgress?.({ stage: 'building', total: outs.length });
     const targets = [...new Set([...byOut.values()].map((e) => `${e.drv}!${e.output ?? 'out'}`))].sort();
     for (let i = 0; i < targets.length; i += 500) {
-      const r = await run('nix-store', ['--realise', '--keep-going', ...opts.nix.options, ...targets.slice(i, i + 500)]);
+      const r = await run('nix-store', ['--realise', '--keep-going'], targets.slice(i, i + 500));
       if (r.timedOut || r.aborted) throw failure('building the package set', r);
       if (r.code !== 0) opts.log?.warn({ error: trimNixStderr(r.stderr, 500) }, 'popcount: some packages failed to build; they are skipped');
       opts.onProgress?.({ stage: 'building', done: Math.min(i + 500, targets.length), total: targets.length });
@@ -159,12 +157,12 @@ export async function countLocalSet(opts: LocalCountOptions): Promise<LocalCount
   const refs = new Map<string, string[]>();
   for (let i = 0; i < outs.length; i += 500) {
     const chunk = outs.slice(i, i + 500);
-    const check = await run('nix-store', ['--check-validity', '--print-invalid', ...opts.nix.options, ...chunk]);
+    const check = await run('nix-store', ['--check-validity', '--print-invalid'], chunk);
     if (check.code !== 0) throw failure('checking store paths', check);
     for (const line of check.stdout.split('\n')) if (line.trim()) invalid.add(line.trim());
     const valid = chunk.filter((p) => !invalid.has(p));
     if (valid.length === 0) continue;
-    const info = await run('nix', ['path-info', '--extra-experimental-features', 'nix-command', ...opts.nix.options, '--json', ...valid]);
+    const info = await run('nix', ['path-info', '--extra-experimental-features', 'nix-command'], ['--json', ...valid]);
     if (info.code !== 0) throw failure('nix path-info', info);
     const parsed = parsePathInfoJson(info.stdout);
     if ('error' in parsed) throw new PopcountError('NIX_FAILED', parsed.error);
