@@ -168,11 +168,17 @@ let
         ${copyBins [ "/usr/bin/python3.11" ]}
         ln -s python3.11 "$out/bin/python3"
         ln -s python3 "$out/bin/python"
-        mkdir -p "$out/lib"
-        cp -r /usr/lib/python3.11 "$out/lib/python3.11"
-        cd "$out/lib/python3.11"
-        rm -rf config-3.11-x86_64-linux-gnu idlelib turtledemo tkinter ensurepip lib2to3 pydoc_data
-        find . -name __pycache__ -type d -prune -exec rm -rf {} +
+        # The standard library as Debian's two library packages ship it, and
+        # nothing else a machine may have added to /usr/lib/python3.11 (dev
+        # files, distutils, venv: other packages, other contents).
+        for p in libpython3.11-minimal libpython3.11-stdlib; do
+          grep -E '^/usr/lib/python3\.11/' "/var/lib/dpkg/info/$p:amd64.list" |
+            grep -vE '^/usr/lib/python3\.11/(config-3\.11-x86_64-linux-gnu|idlelib|turtledemo|tkinter|ensurepip|lib2to3|pydoc_data)(/|$)' |
+            while IFS= read -r f; do
+              d="$out/lib/''${f#/usr/lib/}"
+              if [ -d "$f" ] && [ ! -L "$f" ]; then mkdir -p "$d"; else mkdir -p "$(dirname "$d")"; cp -P "$f" "$d"; fi
+            done
+        done
       '';
     };
 

@@ -211,7 +211,7 @@ describe('observability: metrics, health, logs, admin', () => {
     const t0 = Date.now();
     const down = await fetch(`${nx.url}/readyz`);
     assert.equal(down.status, 503);
-    assert.deepEqual(await down.json(), { redis: false, storage: true });
+    assert.deepEqual(await down.json(), { redis: false, storage: true, nix: { ok: true } });
     assert.ok(Date.now() - t0 < 5000, 'readyz took too long while Redis was down');
     assert.equal((await fetch(`${workerUrl}/readyz`)).status, 503);
     assert.equal((await fetch(`${nx.url}/healthz`)).status, 200);
