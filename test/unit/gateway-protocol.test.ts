@@ -93,7 +93,7 @@ describe('registry protocol, in process', () => {
     await writeFile(path.join(dir, 'pkgs', 'default.nix'), '{ }: { }\n');
     storage = createFilesystemDriver(path.join(dir, 'data'));
     const cache = new Map<string, PublishedImage>();
-    const manifests: ManifestLookup = { byBuildKey: async (k) => cache.get(k) ?? null, byDigest: async (d) => cache.get(d) ?? null };
+    const manifests: ManifestLookup = { byBuildKey: async (k) => cache.get(k) ?? null, byDigest: async (d) => cache.get(d) ?? null, learn: () => undefined };
     builds = fakeBuilds(storage, cache);
     const config = loadConfig({ STORAGE_PATH: path.join(dir, 'data'), NIXERY_PKGS_PATH: path.join(dir, 'pkgs'), LOG_LEVEL: 'silent' });
     gateway = createGateway({ config, log: pino({ level: 'silent' }), metrics: createMetrics(), redis: offline(), connect: offline, storage }, { builds, manifests });

@@ -82,6 +82,7 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
     } else {
       deps.metrics.manifestCacheMisses.inc();
       m = await deps.builds.build({ buildKey: key, image, source });
+      deps.manifests.learn(key, m);
     }
   }
   // Every manifest answer names the package-source revision it was built from

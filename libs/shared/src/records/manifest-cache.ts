@@ -44,6 +44,16 @@ export class ManifestCache {
     this.remember(this.keys.manifestByDigest(m.digest), m);
   }
 
+  /**
+   * Keeps a manifest that a build just returned in this process's memory only
+   * (the worker's publishImage wrote it to Redis), so the next pull is
+   * answered from memory, even while Redis is away, without reading it back.
+   */
+  learn(buildKey: string, m: CachedManifest): void {
+    this.remember(this.keys.manifestByBuild(buildKey), m);
+    this.remember(this.keys.manifestByDigest(m.digest), m);
+  }
+
   private async lookup(key: string, whenRedisDown: 'throw' | 'miss'): Promise<CachedManifest | null> {
     const mem = this.memory.get(key);
     if (mem) {
@@ -74,4 +84,4 @@ export class ManifestCache {
 }
 
 /** Reading manifests, as the gateway does (an in-memory map in in-process tests). */
-export type ManifestLookup = Pick<ManifestCache, 'byBuildKey' | 'byDigest'>;
+export type ManifestLookup = Pick<ManifestCache, 'byBuildKey' | 'byDigest' | 'learn'>;
