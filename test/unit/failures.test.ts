@@ -1,0 +1,101 @@
+/**
+ * Failures as data: every kind crosses the queue by its code and comes back
+ * equal; the gateway's one table gives every kind a registry error and
+ * never shows an internal message; storage's one wrapper checks keys for
+ * every driver and turns a full disk into `storage_full`.
+ */
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { registryErrorFor } from '../../apps/gateway/src/failures';
+import { Failed, type Failure, failureOf, withTimeout } from '../../libs/shared/src/core';
+import { FAILURE_CODES, decodeFailure, encodeFailure } from '../../libs/shared/src/jobs/failure-codec';
+import { InvalidStorageKeyError, type StorageDriver, type StorageKey, checkedDriver, stagingKey } from '../../libs/shared/src/storage';
+
+/** One example of every failure kind. */
+const EXAMPLES: Failure[] = [
+  { kind: 'source_unavailable', source: 'git repository https://example.invalid/pkgs', error: 'ls-remote failed' },
+  { kind: 'unknown_ref', ref: 'no-such-branch' },
+  { kind: 'unknown_packages', packages: ['nope'] },
+  { kind: 'nix_failed', message: 'builder failed', transient: false },
+  { kind: 'nix_failed', message: 'unable to download', transient: true },
+  { kind: 'nix_unavailable', cause: 'build users missing', hint: 'run as root' },
+  { kind: 'storage_full', message: 'ENOSPC /data/layers' },
+  { kind: 'state_unavailable', what: 'its Redis' },
+  { kind: 'timeout', what: 'the image build', ms: 300_000 },
+  { kind: 'no_worker', system: 'aarch64-linux' },
+  { kind: 'internal', message: 'TypeError at /secret/path/file.ts:12' },
+];
+
+describe('failures as data', () => {
+  it('has an example of every kind', () => {
+    assert.deepEqual([...new Set(EXAMPLES.map((f) => f.kind))].sort(), Object.keys(FAILURE_CODES).sort());
+  });
+
+  it('every kind crosses the queue as its code and comes back equal', () => {
+    for (const f of EXAMPLES) {
+      const wire = JSON.parse(JSON.stringify(encodeFailure(f)));
+      assert.equal(wire.code, FAILURE_CODES[f.kind]);
+      assert.ok(!('kind' in wire.data), 'the kind travels as the code only');
+      assert.deepEqual(decodeFailure(wire), f);
+    }
+  });
+
+  it('the table gives every kind a registry error; 404 only for what the package set or repository lacks', () => {
+    for (const f of EXAMPLES) {
+      const e = registryErrorFor(f);
+      const notFound = f.kind === 'unknown_packages' || f.kind === 'unknown_ref';
+      assert.equal(e.status, notFound ? 404 : 503, f.kind);
+      assert.equal(e.code, notFound ? 'MANIFEST_UNKNOWN' : 'UNAVAILABLE', f.kind);
+      const retryable = !notFound && !(f.kind === 'nix_failed' && !f.transient);
+      assert.equal(Boolean(e.headers['Retry-After']), retryable, `${f.kind}: Retry-After only where waiting helps`);
+    }
+    assert.ok(!JSON.stringify(registryErrorFor(EXAMPLES.at(-1)!).toBody()).includes('/secret/path'));
+  });
+
+  it('withTimeout rejects with a timeout failure, recognised by its kind', async () => {
+    const err = await withTimeout(new Promise(() => undefined), 10, 'waiting for nothing').catch((e: unknown) => e);
+    assert.deepEqual(failureOf(err), { kind: 'timeout', what: 'waiting for nothing', ms: 10 });
+    assert.ok(err instanceof Failed);
+  });
+});
+
+describe('storage: one wrapper for every driver', () => {
+  /** A driver that records what reaches it and fails writes as a full disk would. */
+  const inner = (): StorageDriver & { seen: string[] } => {
+    const seen: string[] = [];
+    const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    return {
+      seen,
+      name: 'fake',
+      write: async (key) => (seen.push(`write ${key}`), Promise.reject(enospc)),
+      read: async (key) => (seen.push(`read ${key}`), null),
+      stat: async (key) => (seen.push(`stat ${key}`), null),
+      move: async (from, to) => void seen.push(`move ${from} ${to}`),
+      delete: async (key) => void seen.push(`delete ${key}`),
+      ping: async () => undefined,
+    };
+  };
+
+  it('refuses keys of any other shape before the driver sees them', async () => {
+    const d = inner();
+    const checked = checkedDriver(d);
+    for (const bad of ['../etc/passwd', 'layers/ABC', 'staging/x', '', 'manifests/../../x']) {
+      const key = bad as StorageKey;
+      await assert.rejects(checked.read(key), InvalidStorageKeyError);
+      await assert.rejects(checked.stat(key), InvalidStorageKeyError);
+      await assert.rejects(checked.delete(key), InvalidStorageKeyError);
+      await assert.rejects(checked.move(key, stagingKey()), InvalidStorageKeyError);
+      await assert.rejects(checked.write(key, Readable.from([])), InvalidStorageKeyError);
+    }
+    assert.deepEqual(d.seen, []);
+  });
+
+  it('a full disk is a storage_full failure (503), not an unknown error', async () => {
+    const key = stagingKey();
+    const err = await checkedDriver(inner()).write(key, Readable.from([Buffer.from('x')])).catch((e: unknown) => e);
+    const f = failureOf(err);
+    assert.equal(f?.kind, 'storage_full');
+    assert.equal(registryErrorFor(f!).status, 503);
+  });
+});
