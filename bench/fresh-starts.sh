@@ -6,7 +6,7 @@
 # makes the first pull of shell/hello (manifest + every blob, digests checked)
 # while the popularity job's start-up builds run alongside, and stops the
 # server (scripts/fresh-root-check.sh). Prints one line per start and how many
-# first pulls succeeded; logs of failed starts are kept in the log dir.
+# first pulls succeeded; every start's log is kept in the log dir.
 #
 #   bench/fresh-starts.sh [--starts N] [--ref REF | --worktree] [--root DIR] [--keep] [--log-dir DIR]
 #     --starts N   how many starts (default 20)
@@ -65,7 +65,7 @@ run_child "$FRESH_ROOT" enter "$root" -- bash scripts/setup.sh > "$log_dir/setup
 echo "fresh-starts: set-up done ($((SECONDS - t)) s): apt packages, npm deps and build in place"
 
 # 2. N starts, each with an empty store.
-ok=0 failed=0 pull_times=()
+ok=0 failed=0 signal9=0 pull_times=()
 for ((i = 1; i <= starts; i++)); do
   out=$log_dir/start-$i.out
   t=$SECONDS
@@ -79,19 +79,32 @@ for ((i = 1; i <= starts; i++)); do
   rm -f "$root/root/start-$i.log"
   pull=$(sed -n 's/^PASS: GET .*manifests.*: 200 after \([0-9]*\) s$/\1/p' "$out")
   [[ -n $pull ]] && pull_times+=("$pull")
+  # Did the popularity job's builds run alongside the first pull's build?
+  overlap=$(node -e '
+    const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n");
+    let pc0, pc1, b0, b1;
+    for (const l of lines) {
+      let j; try { j = JSON.parse(l); } catch { continue; }
+      if (j.msg === "popcount: counting references") pc0 ??= j.time;
+      if (/^popcount: (published|run failed)/.test(j.msg)) pc1 ??= j.time;
+      if (j.msg === "build started") b0 ??= j.time;
+      if (j.msg === "build finished" || j.msg === "build failed") b1 ??= j.time;
+    }
+    console.log(pc0 && b0 && b0 < (pc1 ?? Infinity) && pc0 < (b1 ?? Infinity) ? "yes" : "no");' "$log_dir/start-$i.log" 2>/dev/null || echo "?")
+  killed=$(grep -c 'signal 9' "$log_dir/start-$i.log" 2>/dev/null || true)
+  (( killed )) && signal9=$((signal9 + 1))
   why=
   if [[ $result == FAIL ]]; then
     failed=$((failed + 1))
     why=$(grep -m1 '^FAIL' "$out" | cut -c1-300)
-    grep -qi 'signal 9\|Killed' "$log_dir/start-$i.log" 2>/dev/null && why="$why [signal 9 in the log]"
-  else
-    rm -f "$log_dir/start-$i.log"
   fi
-  printf 'start %2d: %s  %3d s in all, first pull %s s %s\n' "$i" "$result" "$((SECONDS - t))" "${pull:--}" "$why"
+  printf 'start %2d: %s  %3d s in all, first pull %s s, popularity builds alongside: %s, log lines with "signal 9": %d %s\n' \
+    "$i" "$result" "$((SECONDS - t))" "${pull:--}" "$overlap" "${killed:-0}" "$why"
 done
 
 echo "==== fresh starts with an empty Nix store"
 echo "first pulls of shell/hello that succeeded: $ok/$starts"
+echo "starts whose log mentions a builder killed by signal 9: $signal9/$starts"
 if (( ${#pull_times[@]} )); then
   printf '%s\n' "${pull_times[@]}" | sort -n | awk '{ a[NR] = $1; s += $1 } END { printf "first pull time (manifest request, s): min %d, median %d, max %d, mean %.1f\n", a[1], a[int((NR + 1) / 2)], a[NR], s / NR }'
 fi

@@ -23,14 +23,15 @@
 # updates arrive. An image already carrying the key's label is not imported
 # again. --force rebuilds regardless.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self=$(readlink -f "$0")
+cd "$(dirname "$self")/.."
 
 force=0
 tag=nixery-ts/base:bookworm
 for a in "$@"; do
   case "$a" in
     --force) force=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$self"; exit 0 ;;
     *) tag=$a ;;
   esac
 done
@@ -66,7 +67,8 @@ node_version=$(node --version)
 
 key=$(
   {
-    sha256sum "$0" scripts/apt-packages.txt "${sources[@]}" "${aptconf[@]}" "${npmrcs[@]}" "${cas[@]}"
+    # Contents only (not paths: the key is the same wherever the checkout is).
+    for f in "$self" scripts/apt-packages.txt "${sources[@]}" "${aptconf[@]}" "${npmrcs[@]}" "${cas[@]}"; do sha256sum < "$f"; done
     echo "$node_version $include ${NODE_EXTRA_CA_CERTS:-}"
   } | sha256sum | cut -c1-16
 )

@@ -210,6 +210,9 @@ describe('docker-compose up: the cluster from local images on host networking', 
   });
 
   it('a Docker engine pulls shell/hello through the load balancer (blobs by 307 redirect to the emulator) and runs it', async (t) => {
+    // The engine holds none of its layers yet (the engine helper removes images pulled by earlier runs).
+    const known = ok(await engine.docker(['images', '--format', '{{.Repository}}']), 'docker images').stdout;
+    assert.doesNotMatch(known, /^127\./m, `an image pulled earlier is still there:\n${known}`);
     const t0 = Date.now();
     ok(await engine.docker(['pull', `${lbHost}/shell/hello`], { timeoutMs: 600_000 }), 'docker pull');
     t.diagnostic(`cold pull of shell/hello through the compose cluster: ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -15,7 +15,8 @@
  * - No host networking changes: no bridge, no iptables; containers use
  *   `network_mode: host` or `--network none`.
  * - `start` removes whatever an earlier, interrupted run left in the engine
- *   (containers, networks, volumes); `stop` does the same, then stops dockerd.
+ *   (containers, networks, volumes, images pulled from registries on
+ *   127.0.0.0/8); `stop` does the same, then stops dockerd.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -143,6 +144,12 @@ export async function startComposeEngine(): Promise<ComposeEngine> {
     if (ids.length) await docker(['rm', '-f', '-v', ...ids], { timeoutMs: 120_000 });
     await docker(['network', 'prune', '-f']);
     await docker(['volume', 'prune', '-f']);
+    // Images pulled from registries on loopback (the cluster under test): a
+    // later run must download their layers again, not find them here.
+    const pulled = (await docker(['images', '--format', '{{.Repository}}:{{.Tag}}'])).stdout
+      .split('\n')
+      .filter((ref) => /^127\.\d+\.\d+\.\d+:\d+\//.test(ref));
+    if (pulled.length) await docker(['rmi', '-f', ...pulled], { timeoutMs: 120_000 });
   };
   await sweep();
 
