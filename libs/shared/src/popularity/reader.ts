@@ -37,6 +37,13 @@ export interface PopularityReaderOptions {
 }
 
 /**
+ * When Redis has no table yet but a popularity run is in progress (the first
+ * run of a fresh single node), a build waits this long for it, so the first
+ * images are layered with popularity data too.
+ */
+const FIRST_RUN_WAIT_MS = 60_000;
+
+/**
  * Reads the popularity table from Redis, kept in memory and reloaded only when
  * a newer table is published (its version changes). When Redis has no table,
  * the seed from NIX_POPULARITY_URL (if any) is used.
@@ -46,13 +53,6 @@ export interface PopularityReaderOptions {
  * of the set as it does for nixpkgs; nixpkgs tables and seeds are used as
  * they are.
  */
-/**
- * When Redis has no table yet but a popularity run is in progress (the first
- * run of a fresh single node), a build waits this long for it, so the first
- * images are layered with popularity data too.
- */
-const FIRST_RUN_WAIT_MS = 60_000;
-
 export class PopularityReader {
   private cached: { version: number; table: Popularity } | null = null;
   private seed: Popularity | null = null;

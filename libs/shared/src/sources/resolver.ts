@@ -93,12 +93,12 @@ export class SourceResolver {
     }
   }
 
-  /** A short description of the source, for the logs and the web page (credentials removed). */
   /** True when image tags name refs of a git repository (otherwise every tag is latest). */
   get tagsAreGitRefs(): boolean {
     return this.source.type === 'git';
   }
 
+  /** A short description of the source, for the logs and the web page (credentials removed). */
   describe(): string {
     const s = this.source;
     if (s.type === 'git') return `git repository ${redactUrl(s.url)}`;
