@@ -54,7 +54,10 @@ describe('failures as data', () => {
   });
 
   it('withTimeout rejects with a timeout failure, recognised by its kind', async () => {
+    // withTimeout's timer does not hold the process open: this one does, until the test is done.
+    const hold = setTimeout(() => undefined, 5000);
     const err = await withTimeout(new Promise(() => undefined), 10, 'waiting for nothing').catch((e: unknown) => e);
+    clearTimeout(hold);
     assert.deepEqual(failureOf(err), { kind: 'timeout', what: 'waiting for nothing', ms: 10 });
     assert.ok(err instanceof Failed);
   });
