@@ -12,13 +12,15 @@
 #     --starts N   how many starts (default 20)
 #     --root DIR   reuse (or make) the prepared root at DIR, kept afterwards
 #     --log-dir    where per-start logs go (default test-artifacts/fresh-starts)
+#     --env N=V    environment for the starts (repeatable), e.g. an operator's
+#                  NIX_CONFIG="build-users-group = nixbld"
 # Exits 0 when every first pull succeeded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERE=$PWD
 FRESH_ROOT=$HERE/scripts/fresh-root.sh
 
-starts=20 source_args=() root= keep=0 log_dir=$HERE/test-artifacts/fresh-starts
+starts=20 source_args=() root= keep=0 log_dir=$HERE/test-artifacts/fresh-starts env_args=()
 while (( $# )); do
   case $1 in
     --starts) starts=$2; shift 2 ;;
@@ -27,6 +29,7 @@ while (( $# )); do
     --root) root=$2; keep=1; shift 2 ;;
     --keep) keep=1; shift ;;
     --log-dir) log_dir=$2; shift 2 ;;
+    --env) env_args+=(--env "$2"); shift 2 ;;
     *) echo "fresh-starts: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -69,7 +72,7 @@ ok=0 failed=0 signal9=0 pull_times=()
 for ((i = 1; i <= starts; i++)); do
   out=$log_dir/start-$i.out
   t=$SECONDS
-  if run_child "$FRESH_ROOT" enter "$root" -- bash /root/fresh-root-check.sh --wipe --log "/root/start-$i.log" > "$out" 2>&1; then
+  if run_child "$FRESH_ROOT" enter "$root" "${env_args[@]}" -- bash /root/fresh-root-check.sh --wipe --log "/root/start-$i.log" > "$out" 2>&1; then
     ok=$((ok + 1))
     result=PASS
   else

@@ -205,7 +205,7 @@ inside() { # ROOT CWD ENVFILE CMD...
   umount -l /.old-root
   rmdir /.old-root
   local envs=()
-  mapfile -t envs < "$envfile"
+  mapfile -d '' -t envs < "$envfile"
   rm -f "$envfile"
   cd "$cwd"
   exec /usr/bin/env -i "${envs[@]}" "$@"
@@ -239,17 +239,15 @@ enter_root() { # DIR [--cwd DIR] [--env N=V]... -- CMD...
   # The clean environment of a fresh login, plus this machine's CA and proxy settings.
   local envfile
   envfile=$(mktemp "$root/tmp/.fresh-root-env.XXXXXX")
+  # NUL-separated, so values may hold newlines (NIX_CONFIG does).
+  local v
   {
-    echo HOME=/root
-    echo USER=root
-    echo LOGNAME=root
-    echo PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-    echo "TERM=${TERM:-dumb}"
-    local v
+    printf '%s\0' HOME=/root USER=root LOGNAME=root \
+      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "TERM=${TERM:-dumb}"
     for v in NODE_EXTRA_CA_CERTS http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-      [[ -n ${!v:-} ]] && echo "$v=${!v}"
+      [[ -n ${!v:-} ]] && printf '%s\0' "$v=${!v}"
     done
-    for v in "${envs[@]}"; do echo "$v"; done
+    for v in "${envs[@]}"; do printf '%s\0' "$v"; done
   } > "$envfile"
   unshare --mount --pid --fork --kill-child --propagation private -- \
     "$SELF" __inside "$root" "$cwd" "${envfile#"$root"}" "$@" &
