@@ -14,7 +14,7 @@
 #     --log-dir    where per-start logs go (default test-artifacts/fresh-starts)
 #     --env N=V    environment for the starts (repeatable), e.g. an operator's
 #                  NIX_CONFIG="build-users-group = nixbld"
-# Exits 0 when every first pull succeeded.
+# Exits 0 when every first pull succeeded and every start stopped cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERE=$PWD
@@ -68,16 +68,20 @@ run_child "$FRESH_ROOT" enter "$root" -- bash scripts/setup.sh > "$log_dir/setup
 echo "fresh-starts: set-up done ($((SECONDS - t)) s): apt packages, npm deps and build in place"
 
 # 2. N starts, each with an empty store.
-ok=0 failed=0 signal9=0 pull_times=()
+ok=0 failed=0 clean=0 signal9=0 pull_times=()
 for ((i = 1; i <= starts; i++)); do
   out=$log_dir/start-$i.out
   t=$SECONDS
-  if run_child "$FRESH_ROOT" enter "$root" "${env_args[@]}" -- bash /root/fresh-root-check.sh --wipe --log "/root/start-$i.log" > "$out" 2>&1; then
+  run_child "$FRESH_ROOT" enter "$root" "${env_args[@]}" -- bash /root/fresh-root-check.sh --wipe --log "/root/start-$i.log" > "$out" 2>&1 || true
+  # The first pull: manifest 200, every blob matches its digest, a layer holds bin/hello.
+  if grep -q '^PASS: GET .*manifests.*: 200' "$out" && grep -q '^PASS: all .* blobs' "$out" && grep -q '^PASS: layer .* holds bin/hello' "$out"; then
     ok=$((ok + 1))
     result=PASS
   else
     result=FAIL
   fi
+  stop=ok
+  if grep -q '^PASS: npm start exited 0 after SIGTERM' "$out"; then clean=$((clean + 1)); else stop="NOT CLEAN"; fi
   cp "$root/root/start-$i.log" "$log_dir/start-$i.log" 2>/dev/null || true
   rm -f "$root/root/start-$i.log"
   pull=$(sed -n 's/^PASS: GET .*manifests.*: 200 after \([0-9]*\) s$/\1/p' "$out")
@@ -96,19 +100,17 @@ for ((i = 1; i <= starts; i++)); do
     console.log(pc0 && b0 && b0 < (pc1 ?? Infinity) && pc0 < (b1 ?? Infinity) ? "yes" : "no");' "$log_dir/start-$i.log" 2>/dev/null || echo "?")
   killed=$(grep -c 'signal 9' "$log_dir/start-$i.log" 2>/dev/null || true)
   (( killed )) && signal9=$((signal9 + 1))
-  why=
-  if [[ $result == FAIL ]]; then
-    failed=$((failed + 1))
-    why=$(grep -m1 '^FAIL' "$out" | cut -c1-300)
-  fi
-  printf 'start %2d: %s  %3d s in all, first pull %s s, popularity builds alongside: %s, log lines with "signal 9": %d %s\n' \
-    "$i" "$result" "$((SECONDS - t))" "${pull:--}" "$overlap" "${killed:-0}" "$why"
+  why=$(grep -m1 '^FAIL' "$out" | cut -c1-300 || true)
+  [[ $result == FAIL ]] && failed=$((failed + 1))
+  printf 'start %2d: first pull %s  %3d s in all, first pull %s s, popularity builds alongside: %s, log lines with "signal 9": %d, stop on SIGTERM: %s %s\n' \
+    "$i" "$result" "$((SECONDS - t))" "${pull:--}" "$overlap" "${killed:-0}" "$stop" "$why"
 done
 
 echo "==== fresh starts with an empty Nix store"
 echo "first pulls of shell/hello that succeeded: $ok/$starts"
 echo "starts whose log mentions a builder killed by signal 9: $signal9/$starts"
+echo "starts that stopped cleanly on SIGTERM (exit 0): $clean/$starts"
 if (( ${#pull_times[@]} )); then
   printf '%s\n' "${pull_times[@]}" | sort -n | awk '{ a[NR] = $1; s += $1 } END { printf "first pull time (manifest request, s): min %d, median %d, max %d, mean %.1f\n", a[1], a[int((NR + 1) / 2)], a[NR], s / NR }'
 fi
-(( failed == 0 ))
+(( failed == 0 && clean == starts ))
