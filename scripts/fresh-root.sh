@@ -33,7 +33,7 @@
 # Docker engine remounts /. CMD's process is the namespace's first process
 # (pid 1): when it ends, the kernel kills everything else inside, and the
 # mounts go with the namespace. If this script is interrupted or fails, its
-# trap kills unshare, which SIGKILLs pid 1 (--kill-child).
+# trap SIGKILLs unshare, which SIGKILLs pid 1 (--kill-child).
 #
 # Environment: NIXERY_FRESH_ROOT_CACHE (cache dir; default
 # $XDG_CACHE_HOME/nixery-fresh-root or /var/cache/nixery-fresh-root),
@@ -215,7 +215,9 @@ UNSHARE_PID=
 stop_unshare() {
   if [[ -n $UNSHARE_PID ]] && kill -0 "$UNSHARE_PID" 2>/dev/null; then
     log "stopping the root's namespace (unshare pid $UNSHARE_PID)"
-    kill -TERM "$UNSHARE_PID" 2>/dev/null || true # --kill-child: pid 1 inside gets SIGKILL
+    # unshare ignores INT and TERM while it waits for its child, so SIGKILL it:
+    # --kill-child then SIGKILLs pid 1 inside, which ends the whole namespace.
+    kill -KILL "$UNSHARE_PID" 2>/dev/null || true
     wait "$UNSHARE_PID" 2>/dev/null || true
   fi
   UNSHARE_PID=
