@@ -4,11 +4,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { REPO } from '../helpers/nixery';
-import { freePort, makeScratchDir, removeScratchDir, waitFor } from '../helpers/proc';
+import { freePort, makeScratchDir, processesMentioning, removeScratchDir, waitFor } from '../helpers/proc';
+
+/** The process group of `pid` (/proc/PID/stat, the field after the parent's pid). */
+function processGroup(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+}
 
 describe('npm start', () => {
   let scratch = '';
@@ -36,6 +42,11 @@ describe('npm start', () => {
       const digest = res.headers.get('docker-content-digest');
       assert.match(digest ?? '', /^sha256:[0-9a-f]{64}$/);
       assert.ok(existsSync(path.join(scratch, 'manifests', digest!.slice(7))), 'the manifest is stored under STORAGE_PATH');
+      // A signal to npm's process group (Ctrl-C, a supervisor) must not stop Redis under the
+      // graceful shutdown that still needs it: the embedded server lives in a group of its own.
+      const redisPid = processesMentioning(socket);
+      assert.equal(redisPid.length, 1, 'one redis-server for the socket');
+      assert.notEqual(processGroup(redisPid[0]!), child.pid, 'redis-server is outside the process group that gets the signal');
       process.kill(-child.pid!, 'SIGTERM');
       const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000))]);
       assert.equal(code, 0, 'exits 0 after SIGTERM');

@@ -16,8 +16,10 @@ export interface EmbeddedRedis {
 
 /**
  * Starts a private redis-server on a unix socket under `dir` (no TCP port, so
- * several instances run side by side), with its data in `dir` too. It dies
- * with this process.
+ * several instances run side by side), with its data in `dir` too, in its
+ * own process group. It is stopped by `stop()` or when this process exits
+ * (one left by a killed process is reused by the next start, see
+ * {@link redisForConfig}).
  */
 export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): Promise<EmbeddedRedis> {
   await mkdir(dir, { recursive: true });
@@ -26,7 +28,9 @@ export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): 
   const child: ChildProcess = spawn(
     binary,
     ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '60 1', '--appendonly', 'no', '--loglevel', 'warning'],
-    { stdio: ['ignore', 'inherit', 'inherit'] },
+    // Its own process group: a signal to ours (Ctrl-C, a supervisor's group SIGTERM) must not stop
+    // Redis under our graceful shutdown, which still needs it; stop() ends it last.
+    { stdio: ['ignore', 'inherit', 'inherit'], detached: true },
   );
   let exited = false;
   child.on('exit', () => {

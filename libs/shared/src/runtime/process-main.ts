@@ -1,6 +1,10 @@
 import { type Config, ConfigError, loadConfig } from '../config';
 import { type EmbeddedRedis, redisForConfig } from './embedded-redis';
+import { withTimeout } from '../core';
 import { type Runtime, createRuntime } from './runtime';
+
+/** Time for each shutdown step after the service's own (connections, embedded Redis). */
+const STEP_MS = 8000;
 
 /** Something a process runs until it is told to stop. */
 export interface Service {
@@ -40,7 +44,8 @@ async function boot(name: string, opts: ProcessOptions): Promise<{ rt: Runtime; 
  * Runs a service as this process: loads the config, builds the runtime,
  * starts the service and, on SIGTERM/SIGINT, stops it gracefully (the
  * service, then the runtime's connections, then an embedded redis-server),
- * exiting 0, or 1 when stopping takes longer than the service allows. Every
+ * exiting 0, or 1 when a step fails or takes longer than it may (the
+ * service: its `stopTimeoutMs`; the others a few seconds). Every
  * process (each app alone, and npm start) stops this one way.
  */
 export function runProcess(name: string, start: (rt: Runtime, config: Config) => Promise<Service>, opts: ProcessOptions = {}): void {
@@ -56,12 +61,22 @@ export function runProcess(name: string, start: (rt: Runtime, config: Config) =>
         if (stopping) return;
         stopping = true;
         rt.log.info({ signal }, 'shutting down');
-        const force = setTimeout(() => process.exit(1), svc.stopTimeoutMs ?? 60_000);
+        // Every step is bounded (a Redis that went away must not hold the exit); the service's
+        // step gets what it asked for, the connections and an embedded Redis a few seconds more.
+        const serviceMs = svc.stopTimeoutMs ?? 60_000;
+        const force = setTimeout(() => process.exit(1), serviceMs + 2 * STEP_MS);
         force.unref();
-        await svc.close().catch((err: unknown) => rt.log.error({ err }, 'error while closing'));
-        await rt.close();
-        await embedded?.stop();
-        process.exit(0);
+        let code = 0;
+        const step = async (what: string, ms: number, fn: () => Promise<void>) => {
+          await withTimeout(fn(), ms, what).catch((err: unknown) => {
+            code = 1;
+            rt.log.error({ err: err instanceof Error ? err.message : String(err) }, `shutdown: ${what} did not finish cleanly`);
+          });
+        };
+        await step('closing the service', serviceMs, () => svc.close());
+        await step('closing connections', STEP_MS, () => rt.close());
+        if (embedded) await step('stopping the embedded redis-server', STEP_MS, () => embedded.stop());
+        process.exit(code);
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
       process.on('SIGINT', () => void stop('SIGINT'));
