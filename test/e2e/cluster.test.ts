@@ -17,7 +17,7 @@ import { skopeoCopyToOci, umociUnpack, verifyOciLayout } from '../helpers/client
 import { type AppProcess, type Cluster, type LogLine, sha256Hex, startCluster, watchDigestObjects } from '../helpers/cluster';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
 import { MANIFEST_ACCEPT, metric } from '../helpers/nixery';
-import { makeScratchDir, removeScratchDir, sleep, waitFor } from '../helpers/proc';
+import { makeScratchDir, processesMentioning, removeScratchDir, sleep, waitFor } from '../helpers/proc';
 
 type ManifestAnswer = { status: number; digest: string | null; body: string };
 
@@ -43,19 +43,26 @@ async function sumOverGateways(gws: AppProcess[], name: string, labels: Record<s
   return values.reduce((a, b) => a + b, 0);
 }
 
-/** Waits until some worker logs 'build started' for `name` (new since `seen`), returns that worker and the line. */
-async function waitForBuildStart(workers: AppProcess[], name: string, seen = 0): Promise<{ worker: AppProcess; line: LogLine }> {
+/** Build keys of every 'build started' line for `name` the workers have logged so far. */
+async function startedKeys(workers: AppProcess[], name: string): Promise<Set<string>> {
+  const lines = (await Promise.all(workers.map((w) => buildLines(w, name, 'build started')))).flat();
+  return new Set(lines.map((l) => String(l.buildKey)));
+}
+
+/**
+ * Waits until some worker logs 'build started' for `name` with a build key
+ * not in `before` (a new build, whichever worker logged earlier lines),
+ * returns that worker and the line.
+ */
+async function waitForBuildStart(workers: AppProcess[], name: string, before = new Set<string>()): Promise<{ worker: AppProcess; line: LogLine }> {
   let found: { worker: AppProcess; line: LogLine } | undefined;
   const ok = await waitFor(
     async () => {
-      let n = 0;
       for (const w of workers) {
-        const lines = await buildLines(w, name, 'build started');
-        for (const line of lines) {
-          if (n++ >= seen) {
-            found = { worker: w, line };
-            return true;
-          }
+        const line = (await buildLines(w, name, 'build started')).find((l) => !before.has(String(l.buildKey)));
+        if (line) {
+          found = { worker: w, line };
+          return true;
         }
       }
       return false;
@@ -175,12 +182,15 @@ describe('cluster: 2 gateways behind nginx, 2 workers, Redis, GCS emulator', () 
 
   it('a worker SIGTERMed mid-build hands the job back; another worker finishes it; it exits 0', async () => {
     const failedBefore = await c.clusterStat('builds_failed');
-    await writeFile(path.join(c.pkgsDir, 'slow-seconds'), `8 term-${Date.now()}\n`);
+    const nonce = `term-${Date.now()}`;
+    await writeFile(path.join(c.pkgsDir, 'slow-seconds'), `8 ${nonce}\n`);
     await sleep(1200);
-    const seen = (await Promise.all(c.workers.map((w) => buildLines(w, 'slow', 'build started')))).flat().length;
+    const before = await startedKeys(c.workers, 'slow');
     const pull = manifest(c.lb.url, 'slow');
-    const { worker, line } = await waitForBuildStart(c.workers, 'slow', seen);
-    await sleep(1000);
+    const { worker, line } = await waitForBuildStart(c.workers, 'slow', before);
+    // Not a guess at timing: the signal goes when this build's Nix builder (its script carries the
+    // nonce) is running, so the 2 s grace always ends inside the 8 s build and the job is handed back.
+    assert.ok(await waitFor(async () => processesMentioning(nonce).length > 0, { timeoutMs: 60_000, intervalMs: 100 }), 'the slow builder started');
     const t0 = Date.now();
     const exit = await worker.terminate();
     assert.equal(exit.code, 0, 'clean exit');
@@ -188,9 +198,10 @@ describe('cluster: 2 gateways behind nginx, 2 workers, Redis, GCS emulator', () 
     c.workers.splice(c.workers.indexOf(worker), 1);
     assert.ok((await worker.logLines()).some((l) => l.msg === 'build handed back to the queue'));
     const answer = await pull;
+    assert.deepEqual(processesMentioning(nonce), [], 'no builder is left running');
     assert.equal(answer.status, 200, answer.body);
-    const other = c.workers[0]!;
-    assert.ok((await other.logLines()).some((l) => l.msg === 'build finished' && l.buildKey === line.buildKey));
+    const finishedBy = await Promise.all(c.workers.map(async (w) => (await w.logLines()).some((l) => l.msg === 'build finished' && l.buildKey === line.buildKey)));
+    assert.ok(finishedBy.includes(true), 'another worker finished the handed-back build');
     assert.equal(await c.clusterStat('builds_failed'), failedBefore, 'a hand-back is not a failure');
   });
 

@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { processesMentioning } from '../helpers/proc';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -56,20 +57,6 @@ function slowPackageSet(seconds: number): { dir: string; nonce: string } {
   const nonce = `nonce-${randomBytes(8).toString('hex')}`;
   writeFileSync(join(dir, 'slow-seconds'), `${seconds} ${nonce}\n`);
   return { dir, nonce };
-}
-
-/** Pids of processes whose command line contains `text`. */
-function processesMentioning(text: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
 }
 
 /** Whether any process of group `pgid` is still running (zombies waiting for a reaper count as dead). */
