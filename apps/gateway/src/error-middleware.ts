@@ -24,3 +24,23 @@ export function errorMiddleware(log: Logger) {
     }
   };
 }
+
+/**
+ * Koa's 'error' event: errors after the response has started (a body stream
+ * that breaks), which the middleware above cannot answer. A client that went
+ * away before its response finished (its socket is closed: a pull cancelled
+ * mid-blob or mid-manifest) is normal, one debug line; anything else is an
+ * error.
+ */
+export function appErrorHandler(log: Logger) {
+  return (err: Error, ctx?: Context): void => {
+    const reqLog = (ctx?.state.log as Logger | undefined) ?? log;
+    if (ctx && !ctx.res.writableFinished && (ctx.req.socket?.destroyed ?? true)) {
+      // Koa reports one abort twice (the response's close, then the body's pipeline): one line.
+      if (!ctx.state.clientGone) reqLog.debug({ status: ctx.status, code: (err as NodeJS.ErrnoException).code }, 'client went away');
+      ctx.state.clientGone = true;
+      return;
+    }
+    reqLog.error({ err }, 'error while sending a response');
+  };
+}
