@@ -1,10 +1,10 @@
-import { RegistryError, type Logger, failureOf } from '@nixery/shared';
+import { RegistryError, type Logger, failureOf, redisRefusal } from '@nixery/shared';
 import type { Context, Next } from 'koa';
 import { registryErrorFor } from './failures';
 
 /**
  * Registered first: turns thrown RegistryErrors, and domain failures through
- * the failure table, into the spec's JSON body with its status and
+ * the failure table (also Redis refusing writes: `redisRefusal`), into the spec's JSON body with its status and
  * Content-Type; anything else is logged and answered as a 500 that shows no
  * internals.
  */
@@ -13,7 +13,7 @@ export function errorMiddleware(log: Logger) {
     try {
       await next();
     } catch (err) {
-      const failure = failureOf(err);
+      const failure = failureOf(err) ?? redisRefusal(err);
       const e = err instanceof RegistryError ? err : failure ? registryErrorFor(failure) : new RegistryError('UNKNOWN');
       if (!(err instanceof RegistryError) && !failure) log.error({ err, path: ctx.path }, 'unhandled error');
       ctx.status = e.status;

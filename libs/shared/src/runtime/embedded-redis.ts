@@ -15,6 +15,21 @@ export interface EmbeddedRedis {
 }
 
 /**
+ * The embedded redis-server's command line: a unix socket only, data under
+ * `dir`. Persistence that a failed snapshot does not stop: the append-only
+ * file, and writes go on when a background save fails (no MISCONF for the
+ * queue; the failure is in Redis's log). Memory never evicts (queue keys
+ * must not vanish): a full memory refuses writes with `OOM` instead.
+ */
+export function embeddedRedisArgs(dir: string, socket: string): string[] {
+  return [
+    ...['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir],
+    ...['--save', '60 1', '--appendonly', 'yes', '--stop-writes-on-bgsave-error', 'no', '--maxmemory-policy', 'noeviction'],
+    ...['--loglevel', 'warning'],
+  ];
+}
+
+/**
  * Starts a private redis-server on a unix socket under `dir` (no TCP port, so
  * several instances run side by side), with its data in `dir` too, in its
  * own process group. It is stopped by `stop()` or when this process exits
@@ -27,7 +42,7 @@ export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): 
   await rm(socket, { force: true });
   const child: ChildProcess = spawn(
     binary,
-    ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '60 1', '--appendonly', 'no', '--loglevel', 'warning'],
+    embeddedRedisArgs(dir, socket),
     // Its own process group: a signal to ours (Ctrl-C, a supervisor's group SIGTERM) must not stop
     // Redis under our graceful shutdown, which still needs it; stop() ends it last.
     { stdio: ['ignore', 'inherit', 'inherit'], detached: true },
