@@ -7,6 +7,8 @@
  *   Retry-After, never `500 UNKNOWN`.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -161,6 +163,40 @@ describe('the embedded redis-server: a failed snapshot does not stop the queue',
     } finally {
       r.disconnect();
       await embedded.stop();
+      await removeScratchDir(dir);
+    }
+  });
+
+  it('a data directory of snapshots only (from before the append-only file) keeps its data, then appends', async () => {
+    const dir = await makeScratchDir('nixery-embedded-redis-');
+    const socket = path.join(dir, 'old.sock');
+    const old = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--dir', dir, '--save', '60 1', '--appendonly', 'no'], { stdio: 'ignore' });
+    let r = new Redis({ path: socket, retryStrategy: () => 50 });
+    r.on('error', () => undefined); // until the server is listening
+    await r.set('queued', 'job');
+    await r.save();
+    r.disconnect();
+    const gone = new Promise((res) => old.once('exit', res));
+    old.kill('SIGTERM');
+    await gone;
+    const embedded = await startEmbeddedRedis(dir);
+    r = new Redis({ path: embedded.socket });
+    try {
+      assert.ok(existsSync(path.join(dir, 'appendonlydir', 'appendonly.aof.manifest')), 'its append-only file is written before it is in use');
+      assert.equal(await r.get('queued'), 'job');
+      assert.deepEqual(await r.config('GET', 'appendonly'), ['appendonly', 'yes']);
+    } finally {
+      r.disconnect();
+      await embedded.stop();
+    }
+    // The next start loads the append-only file, with the data.
+    const again = await startEmbeddedRedis(dir);
+    r = new Redis({ path: again.socket });
+    try {
+      assert.equal(await r.get('queued'), 'job');
+    } finally {
+      r.disconnect();
+      await again.stop();
       await removeScratchDir(dir);
     }
   });
