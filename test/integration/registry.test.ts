@@ -130,10 +130,13 @@ describe('registry protocol', () => {
     { what: 'unknown manifest digest', path: `/v2/hello/manifests/sha256:${'0'.repeat(64)}`, status: 404, code: 'MANIFEST_UNKNOWN' },
     { what: 'malformed digest', path: '/v2/hello/blobs/sha256:zz', status: 400, code: 'DIGEST_INVALID' },
     { what: 'digest with traversal', path: '/v2/hello/blobs/sha256:..%2F..%2Fetc%2Fpasswd', status: 400, code: 'DIGEST_INVALID' },
-    { what: 'bad algorithm', path: '/v2/hello/manifests/md5:d41d8cd98f00b204e9800998ecf8427e', status: 400, code: 'DIGEST_INVALID' },
+    { what: 'bad algorithm', path: '/v2/hello/manifests/md5:d41d8cd98f00b204e9800998ecf8427e', status: 404, code: 'MANIFEST_UNKNOWN' },
+    { what: 'malformed manifest digest', path: '/v2/hello/manifests/sha256:zz', status: 404, code: 'MANIFEST_UNKNOWN' },
     { what: 'name with quote', path: '/v2/hel%22lo/manifests/latest', status: 400, code: 'NAME_INVALID' },
     { what: 'empty component', path: '/v2/a//b/manifests/latest', status: 400, code: 'NAME_INVALID' },
-    { what: 'bad tag', path: '/v2/hello/manifests/-x', status: 400, code: 'TAG_INVALID' },
+    { what: 'bad tag', path: '/v2/hello/manifests/-x', status: 404, code: 'MANIFEST_UNKNOWN' },
+    { what: 'no such endpoint', path: '/v2/hello/nothing/here', status: 404, code: 'NOT_FOUND' },
+    { what: 'no such endpoint, POST', method: 'POST', path: '/v2/hello/nothing/here', status: 404, code: 'NOT_FOUND' },
     { what: 'push: start upload', method: 'POST', path: '/v2/hello/blobs/uploads/', status: 405, code: 'UNSUPPORTED' },
     { what: 'push: put manifest', method: 'PUT', path: '/v2/hello/manifests/latest', status: 405, code: 'UNSUPPORTED' },
     { what: 'delete blob', method: 'DELETE', path: `/v2/hello/blobs/sha256:${'0'.repeat(64)}`, status: 405, code: 'UNSUPPORTED' },
@@ -153,7 +156,7 @@ describe('registry protocol', () => {
     for (const p of ['/v2/a/../b/manifests/latest', '/v2/../../etc/manifests/latest', '/v2/x/blobs/../../../etc/passwd']) {
       const r = await rawGet(nx.url, p);
       assert.ok(r.status >= 400 && r.status < 500, `${p} -> ${r.status}`);
-      assert.ok(['NAME_INVALID', 'DIGEST_INVALID', 'UNSUPPORTED'].includes(JSON.parse(r.body).errors[0].code), r.body);
+      assert.ok(['NAME_INVALID', 'DIGEST_INVALID', 'MANIFEST_UNKNOWN', 'NOT_FOUND'].includes(JSON.parse(r.body).errors[0].code), r.body);
     }
   });
 

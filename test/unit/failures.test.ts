@@ -9,6 +9,8 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { registryErrorFor } from '../../apps/gateway/src/failures';
 import { Failed, type Failure, failureOf, withTimeout } from '../../libs/shared/src/core';
+import { ReplyError } from 'ioredis';
+import { redisRefusal } from '../../libs/shared/src/infra/redis';
 import { FAILURE_CODES, decodeFailure, encodeFailure } from '../../libs/shared/src/jobs/failure-codec';
 import { InvalidStorageKeyError, type StorageDriver, type StorageKey, checkedDriver, stagingKey } from '../../libs/shared/src/storage';
 
@@ -22,6 +24,7 @@ const EXAMPLES: Failure[] = [
   { kind: 'nix_unavailable', cause: 'build users missing', hint: 'run as root' },
   { kind: 'storage_full', message: 'ENOSPC /data/layers' },
   { kind: 'state_unavailable', what: 'its Redis' },
+  { kind: 'state_unavailable', what: 'its Redis', refusal: 'MISCONF' },
   { kind: 'timeout', what: 'the image build', ms: 300_000 },
   { kind: 'no_worker', system: 'aarch64-linux' },
   { kind: 'internal', message: 'TypeError at /secret/path/file.ts:12' },
@@ -51,6 +54,33 @@ describe('failures as data', () => {
       assert.equal(Boolean(e.headers['Retry-After']), retryable, `${f.kind}: Retry-After only where waiting helps`);
     }
     assert.ok(!JSON.stringify(registryErrorFor(EXAMPLES.at(-1)!).toBody()).includes('/secret/path'));
+  });
+
+  it('Redis refusing writes is state_unavailable naming the refusal: 503 with Retry-After, recognised by the reply class and its code', () => {
+    const cases: [unknown, string | null][] = [
+      [new ReplyError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk."), 'MISCONF'],
+      [new ReplyError("OOM command not allowed when used memory > 'maxmemory'."), 'OOM'],
+      [new ReplyError("OOM command not allowed when used memory > 'maxmemory'. script: 3f2a, on @user_script:12."), 'OOM'],
+      [new ReplyError("READONLY You can't write against a read only replica."), 'READONLY'],
+      [new ReplyError('ERR wrong number of arguments'), null],
+      [new ReplyError('WRONGTYPE Operation against a key holding the wrong kind of value'), null],
+      [new Error('MISCONF in a plain Error is not a reply'), null],
+      ['MISCONF', null],
+    ];
+    for (const [err, code] of cases) {
+      const f = redisRefusal(err);
+      if (code === null) {
+        assert.equal(f, null, String(err));
+        continue;
+      }
+      assert.deepEqual(f, { kind: 'state_unavailable', what: 'its Redis', refusal: code });
+      const e = registryErrorFor(f!);
+      assert.equal(e.status, 503);
+      assert.equal(e.code, 'UNAVAILABLE');
+      assert.match(e.message, new RegExp(code));
+      assert.deepEqual(e.detail, { refusal: code });
+      assert.ok(e.headers['Retry-After']);
+    }
   });
 
   it('withTimeout rejects with a timeout failure, recognised by its kind', async () => {

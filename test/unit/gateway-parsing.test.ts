@@ -21,7 +21,8 @@ describe('registry paths', () => {
     ['/v2/hello/blobs/sha256:xyz', 'DIGEST_INVALID'],
     [`/v2/hello/blobs/sha256:${'A'.repeat(64)}`, 'DIGEST_INVALID'],
     ['/v2/hello/blobs/../../etc/passwd', 'DIGEST_INVALID'],
-    ['/v2/hello/manifests/md5:abc', 'DIGEST_INVALID'],
+    ['/v2/hello/manifests/md5:abc', 'MANIFEST_UNKNOWN'],
+    ['/v2/hello/manifests/sha256:abc', 'MANIFEST_UNKNOWN'],
     ['/v2/../x/manifests/latest', 'NAME_INVALID'],
     ['/v2/a%2F/manifests/latest', 'NAME_INVALID'],
   ];

@@ -152,9 +152,11 @@ describe('registry protocol, in process', () => {
       expect: { 'content-type': MediaTypes.ociManifest, 'docker-content-digest': () => stored.digest },
     },
     { name: 'unknown manifest digest', path: () => `/v2/hello/manifests/${sha256Digest('nothing')}`, status: 404, code: 'MANIFEST_UNKNOWN' },
-    { name: 'malformed manifest digest', path: () => '/v2/hello/manifests/sha256:abc', status: 400, code: 'DIGEST_INVALID' },
+    // A reference that is neither a tag nor a digest names no manifest: 404, as the spec and the reference registry answer.
+    { name: 'malformed manifest digest: 404', path: () => '/v2/hello/manifests/sha256:abc', status: 404, code: 'MANIFEST_UNKNOWN' },
+    { name: 'manifest digest of another algorithm: 404', path: () => '/v2/hello/manifests/md5:d41d8cd98f00b204e9800998ecf8427e', status: 404, code: 'MANIFEST_UNKNOWN' },
     { name: 'invalid name', path: () => '/v2/Bad..Name/manifests/latest', status: 400, code: 'NAME_INVALID' },
-    { name: 'invalid tag', path: () => '/v2/hello/manifests/-tag', status: 400, code: 'TAG_INVALID' },
+    { name: 'invalid tag: 404', path: () => '/v2/hello/manifests/-tag', status: 404, code: 'MANIFEST_UNKNOWN' },
     {
       name: 'unknown package: 404 naming it',
       path: () => '/v2/nosuch/manifests/latest',
@@ -188,6 +190,7 @@ describe('registry protocol, in process', () => {
     },
     { name: 'unsatisfiable Range', path: () => `/v2/hello/blobs/${layerDigest}`, headers: { Range: 'bytes=999-' }, status: 416, code: 'RANGE_INVALID' },
     { name: 'unknown blob', path: () => `/v2/hello/blobs/${sha256Digest('none')}`, status: 404, code: 'BLOB_UNKNOWN' },
+    { name: 'malformed blob digest', path: () => '/v2/hello/blobs/sha256:abc', status: 400, code: 'DIGEST_INVALID' },
     { name: 'PUT manifest: pull-only', method: 'PUT', path: () => '/v2/hello/manifests/latest', status: 405, code: 'UNSUPPORTED' },
     { name: 'blob upload: pull-only', method: 'POST', path: () => '/v2/hello/blobs/uploads/', status: 405, code: 'UNSUPPORTED' },
     {
@@ -196,7 +199,10 @@ describe('registry protocol, in process', () => {
       status: 200,
       body: (b) => assert.deepEqual(JSON.parse(b.toString()), { name: 'hello', tags: ['latest'] }),
     },
-    { name: 'unknown registry endpoint', path: () => '/v2/hello/nothing/here', status: 405, code: 'UNSUPPORTED' },
+    // No endpoint: 404 with a registry error body (the reference registry answers 404 too), whatever the method.
+    { name: 'unknown registry endpoint', path: () => '/v2/hello/nothing/here', status: 404, code: 'NOT_FOUND' },
+    { name: 'unknown registry endpoint, PUT', method: 'PUT', path: () => '/v2/hello/nothing/here', status: 404, code: 'NOT_FOUND' },
+    { name: 'tags: no endpoint but list', path: () => '/v2/hello/tags/other', status: 404, code: 'NOT_FOUND' },
     { name: '/healthz', path: () => '/healthz', status: 200, body: (b) => assert.deepEqual(JSON.parse(b.toString()), { ok: true }) },
   ];
 

@@ -18,7 +18,7 @@ import {
 } from '@nixery/shared';
 import Koa from 'koa';
 import { BuildClient, type Builds } from './build-client';
-import { errorMiddleware } from './error-middleware';
+import { appErrorHandler, errorMiddleware } from './error-middleware';
 import { handleRegistry } from './registry';
 import { adminDashboard } from './web/admin';
 import { registerWebRoutes } from './web/routes';
@@ -66,6 +66,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   // --- end issue 6 ---
 
   const app = new Koa({ proxy: true });
+  app.on('error', appErrorHandler(log));
   app.use(async (ctx, next) => {
     const start = process.hrtime.bigint();
     const reqLog = log.child({ reqId: randomUUID().slice(0, 8), method: ctx.method, path: ctx.path.slice(0, 300) });

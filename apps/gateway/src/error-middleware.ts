@@ -1,10 +1,10 @@
-import { RegistryError, type Logger, failureOf } from '@nixery/shared';
+import { RegistryError, type Logger, failureOf, redisRefusal } from '@nixery/shared';
 import type { Context, Next } from 'koa';
 import { registryErrorFor } from './failures';
 
 /**
  * Registered first: turns thrown RegistryErrors, and domain failures through
- * the failure table, into the spec's JSON body with its status and
+ * the failure table (also Redis refusing writes: `redisRefusal`), into the spec's JSON body with its status and
  * Content-Type; anything else is logged and answered as a 500 that shows no
  * internals.
  */
@@ -13,7 +13,7 @@ export function errorMiddleware(log: Logger) {
     try {
       await next();
     } catch (err) {
-      const failure = failureOf(err);
+      const failure = failureOf(err) ?? redisRefusal(err);
       const e = err instanceof RegistryError ? err : failure ? registryErrorFor(failure) : new RegistryError('UNKNOWN');
       if (!(err instanceof RegistryError) && !failure) log.error({ err, path: ctx.path }, 'unhandled error');
       ctx.status = e.status;
@@ -22,5 +22,25 @@ export function errorMiddleware(log: Logger) {
       ctx.set('Content-Type', 'application/json');
       ctx.body = Buffer.from(JSON.stringify(e.toBody()));
     }
+  };
+}
+
+/**
+ * Koa's 'error' event: errors after the response has started (a body stream
+ * that breaks), which the middleware above cannot answer. A client that went
+ * away before its response finished (its socket is closed: a pull cancelled
+ * mid-blob or mid-manifest) is normal, one debug line; anything else is an
+ * error.
+ */
+export function appErrorHandler(log: Logger) {
+  return (err: Error, ctx?: Context): void => {
+    const reqLog = (ctx?.state.log as Logger | undefined) ?? log;
+    if (ctx && !ctx.res.writableFinished && (ctx.req.socket?.destroyed ?? true)) {
+      // Koa reports one abort twice (the response's close, then the body's pipeline): one line.
+      if (!ctx.state.clientGone) reqLog.debug({ status: ctx.status, code: (err as NodeJS.ErrnoException).code }, 'client went away');
+      ctx.state.clientGone = true;
+      return;
+    }
+    reqLog.error({ err }, 'error while sending a response');
   };
 }

@@ -21,7 +21,10 @@ const TABLE: { [K in FailureKind]: Row<K> } = {
   source_unavailable: (f) =>
     new RegistryError('UNAVAILABLE', `cannot resolve the package source (${f.source}); retry later`, { source: f.source, error: f.error }, { 'Retry-After': '5' }),
   storage_full: () => new RegistryError('UNAVAILABLE', 'the registry storage is full; try again later', undefined, { 'Retry-After': '60' }),
-  state_unavailable: (f) => new RegistryError('UNAVAILABLE', `the registry cannot reach ${f.what} right now; try again`, undefined, { 'Retry-After': '5' }),
+  state_unavailable: (f) =>
+    f.refusal
+      ? new RegistryError('UNAVAILABLE', `${f.what} refuses writes (${f.refusal}); try again later`, { refusal: f.refusal }, { 'Retry-After': '30' })
+      : new RegistryError('UNAVAILABLE', `the registry cannot reach ${f.what} right now; try again`, undefined, { 'Retry-After': '5' }),
   timeout: (f) => new RegistryError('UNAVAILABLE', `${f.what} is taking longer than ${Math.round(f.ms / 1000)} s; retry the pull`, undefined, { 'Retry-After': '10' }),
   no_worker: (f) =>
     new RegistryError('UNAVAILABLE', `no worker that builds for ${f.system} took the build in time`, { system: f.system }, { 'Retry-After': '30' }),

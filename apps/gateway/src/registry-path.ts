@@ -11,8 +11,9 @@ export type RegistryRoute =
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/(.*)$/;
 
 /**
- * Parses the path of a registry request. Throws RegistryError (4xx) for
- * malformed names, tags and digests; returns null for paths that are not
+ * Parses the path of a registry request. Throws RegistryError for malformed
+ * names and blob digests (400) and manifest references that are neither a
+ * tag nor a digest (404 MANIFEST_UNKNOWN); returns null for paths that are not
  * registry routes at all.
  */
 export function parseRegistryPath(path: string): RegistryRoute | null {
@@ -33,8 +34,9 @@ export function parseRegistryPath(path: string): RegistryRoute | null {
     return { kind: 'blob', name, digest };
   }
   if (rest.includes(':')) {
+    // Neither a tag (no ':') nor a digest: no manifest has that reference (404, as the reference registry answers).
     const digest = parseDigest(rest);
-    if (!digest) throw new RegistryError('DIGEST_INVALID', 'digest must be sha256:<64 lowercase hex>');
+    if (!digest) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown: the reference is neither a tag nor a sha256 digest', { reference: rest });
     return { kind: 'manifest', name, reference: { digest } };
   }
   return { kind: 'manifest', name, reference: { tag: rest } };

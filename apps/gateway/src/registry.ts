@@ -34,7 +34,7 @@ export async function handleRegistry(ctx: Context, deps: RegistryDeps): Promise<
   if (!ctx.path.startsWith('/v2')) return false;
   ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
   const route = parseRegistryPath(ctx.path);
-  if (!route) throw new RegistryError('UNSUPPORTED', 'unknown registry endpoint');
+  if (!route) throw new RegistryError('NOT_FOUND');
   ctx.state.route = route.kind;
   if (route.kind === 'upload' || !READ_METHODS.has(ctx.method)) throw new RegistryError('UNSUPPORTED');
   switch (route.kind) {
@@ -69,7 +69,9 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
   } else {
     const parsed = parseImage(route.name, route.reference.tag);
     if (!parsed.ok) {
-      throw new RegistryError(parsed.error.kind === 'tag_invalid' ? 'TAG_INVALID' : 'NAME_INVALID', parsed.error.reason);
+      // A reference that is neither a tag nor a digest names no manifest (the spec and the reference registry: 404).
+      if (parsed.error.kind === 'tag_invalid') throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { tag: route.reference.tag, reason: parsed.error.reason });
+      throw new RegistryError('NAME_INVALID', parsed.error.reason);
     }
     const image = parsed.spec;
     const source = await deps.resolver.resolve(image.tag);

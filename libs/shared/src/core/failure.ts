@@ -21,8 +21,12 @@ export type Failure =
   | { kind: 'nix_unavailable'; cause: string; hint: string }
   /** storage: no space left for a blob. */
   | { kind: 'storage_full'; message: string }
-  /** records, jobs: the shared state (Redis) cannot be reached right now. */
-  | { kind: 'state_unavailable'; what: string }
+  /**
+   * records, jobs: the shared state (Redis) cannot be reached right now, or
+   * answers but refuses writes: then `refusal` is the error code Redis sent
+   * (`MISCONF`: a failed snapshot; `OOM`: maxmemory reached; `READONLY`: a replica).
+   */
+  | { kind: 'state_unavailable'; what: string; refusal?: string }
   /** core: something took longer than it may (`what` names it). */
   | { kind: 'timeout'; what: string; ms: number }
   /** jobs: no worker for the image's system took the build. */
@@ -62,7 +66,7 @@ export function describeFailure(f: Failure): string {
     case 'storage_full':
       return `storage is full: ${f.message}`;
     case 'state_unavailable':
-      return `cannot reach ${f.what}`;
+      return f.refusal ? `${f.what} refuses writes (${f.refusal})` : `cannot reach ${f.what}`;
     case 'timeout':
       return `${f.what} timed out after ${f.ms} ms`;
     case 'no_worker':

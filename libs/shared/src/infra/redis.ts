@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type RedisOptions, ReplyError } from 'ioredis';
+import type { Failure } from '../core/failure';
 
 /** How to reach Redis: a redis:// URL or a unix socket path. */
 export type RedisTarget = { url: string } | { path: string };
@@ -8,6 +9,26 @@ export type RedisTarget = { url: string } | { path: string };
 export function connectRedis(target: RedisTarget, extra: RedisOptions = {}): Redis {
   const opts: RedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: true, ...extra };
   return 'url' in target ? new Redis(target.url, opts) : new Redis({ ...opts, path: target.path });
+}
+
+/**
+ * Redis's error replies that mean it is up but refuses writes for now: a failed
+ * background save (`MISCONF`), maxmemory under noeviction (`OOM`), a replica
+ * (`READONLY`), loading its data set (`LOADING`), no quorum of replicas
+ * (`NOREPLICAS`), a replica cut off from its master (`MASTERDOWN`).
+ */
+const REFUSALS = new Set(['MISCONF', 'OOM', 'READONLY', 'LOADING', 'NOREPLICAS', 'MASTERDOWN']);
+
+/**
+ * The `state_unavailable` failure for an error reply by which Redis refuses
+ * writes, recognised by ioredis' `ReplyError` and the reply's first word (the
+ * error code Redis sends; a script's error keeps it in Redis 7); null for
+ * anything else.
+ */
+export function redisRefusal(err: unknown): Failure | null {
+  if (!(err instanceof ReplyError)) return null;
+  const code = /^[A-Z]+/.exec((err as Error).message)?.[0];
+  return code && REFUSALS.has(code) ? { kind: 'state_unavailable', what: 'its Redis', refusal: code } : null;
 }
 
 /** Key names under one prefix, so several instances can share a Redis. */

@@ -32,7 +32,7 @@ const FIELDS: { [K in FailureKind]: z.ZodType<Omit<Extract<Failure, { kind: K }>
   nix_failed: z.object({ message: s, transient: z.boolean() }),
   nix_unavailable: z.object({ cause: s, hint: s }),
   storage_full: z.object({ message: s }),
-  state_unavailable: z.object({ what: s }),
+  state_unavailable: z.object({ what: s, refusal: s.optional() }),
   timeout: z.object({ what: s, ms: z.number() }),
   no_worker: z.object({ system: s }),
   internal: z.object({ message: s }),

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
   NAME_INVALID: { status: 400, message: 'invalid repository name' },
   NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+  NOT_FOUND: { status: 404, message: 'no such endpoint in this registry' },
   TAG_INVALID: { status: 400, message: 'invalid tag' },
   RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported: this registry is pull-only' },

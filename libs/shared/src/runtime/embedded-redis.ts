@@ -14,6 +14,28 @@ export interface EmbeddedRedis {
   stop(): Promise<void>;
 }
 
+/** The manifest of Redis's append-only files under its `--dir` (default `appenddirname` and `appendfilename`); written once the first file is complete. */
+const AOF_MANIFEST = path.join('appendonlydir', 'appendonly.aof.manifest');
+
+/**
+ * The embedded redis-server's command line: a unix socket only, data under
+ * `dir`. Persistence that a failed snapshot does not stop: the append-only
+ * file, and writes go on when a background save fails (no MISCONF for the
+ * queue; the failure is in Redis's log). Memory never evicts (queue keys
+ * must not vanish): a full memory refuses writes with `OOM` instead.
+ * `aof` false (a data directory of snapshots only, from before the
+ * append-only file) starts without it, so the snapshot is loaded; the
+ * caller then turns it on (CONFIG SET appendonly yes writes the file from
+ * the loaded data). Starting with it would load an empty data set.
+ */
+export function embeddedRedisArgs(dir: string, socket: string, aof = true): string[] {
+  return [
+    ...['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir],
+    ...['--save', '60 1', '--appendonly', aof ? 'yes' : 'no', '--stop-writes-on-bgsave-error', 'no', '--maxmemory-policy', 'noeviction'],
+    ...['--loglevel', 'warning'],
+  ];
+}
+
 /**
  * Starts a private redis-server on a unix socket under `dir` (no TCP port, so
  * several instances run side by side), with its data in `dir` too, in its
@@ -25,9 +47,10 @@ export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): 
   await mkdir(dir, { recursive: true });
   const socket = path.join(dir, 'redis.sock');
   await rm(socket, { force: true });
+  const aof = existsSync(path.join(dir, AOF_MANIFEST)) || !existsSync(path.join(dir, 'dump.rdb'));
   const child: ChildProcess = spawn(
     binary,
-    ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '60 1', '--appendonly', 'no', '--loglevel', 'warning'],
+    embeddedRedisArgs(dir, socket, aof),
     // Its own process group: a signal to ours (Ctrl-C, a supervisor's group SIGTERM) must not stop
     // Redis under our graceful shutdown, which still needs it; stop() ends it last.
     { stdio: ['ignore', 'inherit', 'inherit'], detached: true },
@@ -46,6 +69,7 @@ export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): 
       try {
         await probe.connect();
         await probe.ping();
+        if (!aof) await turnOnAppendOnly(probe, dir, deadline);
         probe.disconnect();
         break;
       } catch {
@@ -68,6 +92,21 @@ export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): 
       await Promise.race([done, sleep(5000).then(() => child.kill('SIGKILL'))]);
     },
   };
+}
+
+/**
+ * Turns on the append-only file of a server started without it and waits
+ * until its first file is written (Redis will not shut down before, and a
+ * start without it would find no data).
+ */
+async function turnOnAppendOnly(redis: Redis, dir: string, deadline: number): Promise<void> {
+  await redis.config('SET', 'appendonly', 'yes');
+  for (;;) {
+    const info = await redis.info('persistence');
+    if (/aof_rewrite_in_progress:0/.test(info) && /aof_rewrite_scheduled:0/.test(info) && existsSync(path.join(dir, AOF_MANIFEST))) return;
+    if (Date.now() > deadline) throw new Error('redis-server did not write its append-only file within 10 s');
+    await sleep(50);
+  }
 }
 
 /** True when a Redis server answers PING on the unix socket `socket`. */
