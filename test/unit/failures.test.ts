@@ -24,6 +24,7 @@ const EXAMPLES: Failure[] = [
   { kind: 'state_unavailable', what: 'its Redis' },
   { kind: 'timeout', what: 'the image build', ms: 300_000 },
   { kind: 'no_worker', system: 'aarch64-linux' },
+  { kind: 'shutting_down' },
   { kind: 'internal', message: 'TypeError at /secret/path/file.ts:12' },
 ];
 
