@@ -78,6 +78,7 @@ describe('storage: one wrapper for every driver', () => {
       move: async (from, to) => void seen.push(`move ${from} ${to}`),
       delete: async (key) => void seen.push(`delete ${key}`),
       ping: async () => undefined,
+      removeStaging: async () => ({ removed: 0 }),
     };
   };
 
