@@ -4,8 +4,7 @@
  * bundled package set when no package source is configured. Started and
  * stopped like every app (runtime's runProcess).
  */
-import http from 'node:http';
-import { createGateway } from '@nixery/gateway';
+import { createGateway, serveGateway } from '@nixery/gateway';
 import { startPopcountScheduler } from '@nixery/popcount-job';
 import { runProcess } from '@nixery/shared';
 import { startBuildWorker } from '@nixery/worker';
@@ -23,21 +22,17 @@ runProcess(
     const popcount = await startPopcountScheduler(rt);
     const gateway = createGateway({ ...rt, nixHealth: () => worker.nixHealth() });
     for (const s of config.workerSystems) await gateway.builds.warm(s);
-    const server = http.createServer(gateway.app.callback());
-    server.keepAliveTimeout = 65_000;
-    await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
-    const addr = server.address();
-    const port = typeof addr === 'object' && addr ? addr.port : config.port;
-    rt.log.info({ port, storage: config.storage.backend, source: gateway.resolver.describe() }, `Nixery listening on http://localhost:${port}`);
+    const server = await serveGateway(gateway, { port: config.port, host: config.host, log: rt.log });
+    rt.log.info({ port: server.port, storage: config.storage.backend, source: gateway.resolver.describe() }, `Nixery listening on http://localhost:${server.port}`);
+    const graceSeconds = Math.max(config.workerGraceSeconds, config.gatewayGraceSeconds);
     return {
+      // The gateway drains while the worker finishes (or hands back) its builds: a build done
+      // within the grace is still answered; the requests still waiting then get a 503.
       close: async () => {
-        server.close();
-        server.closeIdleConnections();
-        await worker.close();
+        await Promise.all([server.close(config.gatewayGraceSeconds * 1000), worker.close()]);
         await popcount.close();
-        await gateway.close();
       },
-      stopTimeoutMs: (config.workerGraceSeconds + 30) * 1000,
+      stopTimeoutMs: (graceSeconds + 30) * 1000,
     };
   },
   { redis: 'embedded' },

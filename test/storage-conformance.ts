@@ -101,6 +101,7 @@ function recording(driver: StorageDriver) {
     },
     delete: (k) => driver.delete(k),
     ping: () => driver.ping(),
+    removeStaging: (t) => driver.removeStaging(t),
   };
   return { driver: wrapped, writes, moves };
 }
@@ -322,6 +323,33 @@ export function storageConformance(name: string, make: () => Promise<DriverUnder
       } finally {
         await gw.close();
       }
+    });
+
+    test('removeStaging: staging objects older than the cutoff go; fresh ones and digest objects stay', async () => {
+      const oldLayer = freshKey();
+      const oldManifest = manifestKey(sha256Digest(randomBytes(8)));
+      await put(d, oldLayer, Buffer.from('a layer'));
+      await put(d, oldManifest, Buffer.from('{}'));
+      const leftovers = [stagingKey(), stagingKey()];
+      for (const k of leftovers) await put(d, k, randomBytes(1000));
+      await sleep(1100);
+      const cutoff = new Date();
+      await sleep(1100);
+      const fresh = stagingKey();
+      await put(d, fresh, randomBytes(1000));
+
+      const { removed } = await d.removeStaging(cutoff);
+      assert.ok(removed >= leftovers.length, `removed ${removed}`);
+      for (const k of leftovers) assert.equal(await d.stat(k), null, `old staging object ${k} is gone`);
+      assert.equal((await d.stat(fresh))?.size, 1000, 'a fresh staging object stays');
+      assert.equal((await readKey(d, oldLayer)).toString(), 'a layer', 'an object under a digest key stays, however old');
+      assert.equal((await readKey(d, oldManifest)).toString(), '{}');
+
+      // Nothing older is left: a second sweep removes nothing; the fresh object goes once it is old enough.
+      assert.equal((await d.removeStaging(cutoff)).removed, 0);
+      await d.removeStaging(new Date(Date.now() + 1000));
+      assert.equal(await d.stat(fresh), null);
+      assert.ok(await d.stat(oldLayer));
     });
 
     test('putStaged: right digest and size, bytes under the final key, staging object gone', async () => {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -96,6 +96,28 @@ describe('filesystem driver specifics', () => {
       await assert.rejects(d.move(good, key), InvalidStorageKeyError, `move to ${raw}`);
     }
     assert.deepEqual(await readdir(root), [], 'nothing was written under the root');
+  });
+
+  test('removeStaging also removes old partial files of interrupted writes (a SIGKILL mid-write), beside any key', async () => {
+    const own = await mkdtemp(path.join(os.tmpdir(), 'fs-driver-'));
+    try {
+      const d = createFilesystemDriver(own);
+      const hex = 'b'.repeat(64);
+      const uuid = '0f8fad5b-d9cb-469f-a165-70867728950e';
+      const old = [`staging/${uuid}.partial-0a1b2c3d4e5f`, `layers/${hex}.partial-00112233aabb`, `manifests/${hex}.partial-445566778899`];
+      const kept = [`layers/${hex}`, `manifests/${hex}`, `layers/${'c'.repeat(64)}.partial-aabbccddeeff`];
+      for (const dir of ['staging', 'layers', 'manifests']) await mkdir(path.join(own, dir), { recursive: true });
+      const hourAgo = new Date(Date.now() - 3600_000);
+      for (const f of [...old, ...kept]) {
+        await writeFile(path.join(own, f), 'x');
+        if (f !== kept[2]) await utimes(path.join(own, f), hourAgo, hourAgo);
+      }
+      assert.equal((await d.removeStaging(new Date(Date.now() - 600_000))).removed, old.length);
+      for (const f of old) await assert.rejects(stat(path.join(own, f)), { code: 'ENOENT' }, `${f} is gone`);
+      for (const f of kept) assert.ok(await stat(path.join(own, f)), `${f} stays (a digest object, or a write in progress)`);
+    } finally {
+      await rm(own, { recursive: true, force: true });
+    }
   });
 
   test('lays objects out as plain files under root/<key>, with no leftovers', async () => {

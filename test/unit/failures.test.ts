@@ -27,6 +27,7 @@ const EXAMPLES: Failure[] = [
   { kind: 'state_unavailable', what: 'its Redis', refusal: 'MISCONF' },
   { kind: 'timeout', what: 'the image build', ms: 300_000 },
   { kind: 'no_worker', system: 'aarch64-linux' },
+  { kind: 'shutting_down' },
   { kind: 'internal', message: 'TypeError at /secret/path/file.ts:12' },
 ];
 
@@ -107,6 +108,7 @@ describe('storage: one wrapper for every driver', () => {
       move: async (from, to) => void seen.push(`move ${from} ${to}`),
       delete: async (key) => void seen.push(`delete ${key}`),
       ping: async () => undefined,
+      removeStaging: async () => ({ removed: 0 }),
     };
   };
 

@@ -22,6 +22,7 @@ import { appErrorHandler, errorMiddleware } from './error-middleware';
 import { handleRegistry } from './registry';
 import { adminDashboard } from './web/admin';
 import { registerWebRoutes } from './web/routes';
+import { RequestDrain } from './drain';
 
 /** What the gateway needs from the process that runs it (a subset of its Runtime). */
 export type GatewayDeps = ProcessDeps & {
@@ -38,6 +39,8 @@ export interface Gateway {
   app: Koa;
   resolver: SourceResolver;
   builds: Builds;
+  /** Requests in flight and the signal that ends their waits when the gateway stops (see `serveGateway`). */
+  drain: RequestDrain;
   close(): Promise<void>;
 }
 
@@ -65,8 +68,10 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   registerQueueGauges(metrics.registry, () => queues.all());
   // --- end issue 6 ---
 
+  const drain = new RequestDrain();
   const app = new Koa({ proxy: true });
   app.on('error', appErrorHandler(log));
+  app.use(drain.middleware());
   app.use(async (ctx, next) => {
     const start = process.hrtime.bigint();
     const reqLog = log.child({ reqId: randomUUID().slice(0, 8), method: ctx.method, path: ctx.path.slice(0, 300) });
@@ -83,7 +88,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   });
   app.use(errorMiddleware(log));
   app.use(async (ctx, next) => {
-    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics }))) await next();
+    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, stopping: drain.signal }))) await next();
   });
 
   // Queue dashboard, only when NIXERY_ADMIN_PASSWORD is set (otherwise /admin/queues is a 404). Issue 6.
@@ -126,6 +131,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
     app,
     resolver,
     builds,
+    drain,
     close: async () => {
       resolver.close();
       await builds.close();

@@ -28,6 +28,7 @@ const TABLE: { [K in FailureKind]: Row<K> } = {
   timeout: (f) => new RegistryError('UNAVAILABLE', `${f.what} is taking longer than ${Math.round(f.ms / 1000)} s; retry the pull`, undefined, { 'Retry-After': '10' }),
   no_worker: (f) =>
     new RegistryError('UNAVAILABLE', `no worker that builds for ${f.system} took the build in time`, { system: f.system }, { 'Retry-After': '30' }),
+  shutting_down: () => new RegistryError('UNAVAILABLE', 'the registry is restarting; retry the pull', undefined, { 'Retry-After': '5' }),
   internal: () => new RegistryError('UNAVAILABLE', 'image build failed, try again', undefined, { 'Retry-After': '5' }),
 };
 

@@ -1,20 +1,14 @@
-import http from 'node:http';
 import { runProcess } from '@nixery/shared';
 import { createGateway } from './app';
+import { serveGateway } from './serve';
 
 runProcess('gateway', async (rt, config) => {
   const gateway = createGateway(rt);
-  const server = http.createServer(gateway.app.callback());
-  server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
-  rt.log.info({ port: config.port }, 'gateway listening');
+  const server = await serveGateway(gateway, { port: config.port, host: config.host, log: rt.log });
+  rt.log.info({ port: server.port }, 'gateway listening');
+  // Requests in flight get NIXERY_GATEWAY_GRACE seconds, then a 503; leave time for writing those.
   return {
-    close: async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
-      await gateway.close();
-    },
+    close: () => server.close(config.gatewayGraceSeconds * 1000),
+    stopTimeoutMs: (config.gatewayGraceSeconds + 15) * 1000,
   };
 });

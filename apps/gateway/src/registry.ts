@@ -11,6 +11,7 @@ import {
   buildKey,
   manifestKey,
   parseImage,
+  untilAborted,
 } from '@nixery/shared';
 import type { Context } from 'koa';
 import type { Builds } from './build-client';
@@ -25,6 +26,8 @@ export interface RegistryDeps {
   resolver: Pick<SourceResolver, 'resolve' | 'tags'>;
   builds: Builds;
   metrics: Metrics;
+  /** Aborts when a stopping gateway's grace is over: a build still awaited answers `shutting_down` (503). */
+  stopping?: AbortSignal;
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -83,7 +86,8 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       deps.metrics.manifestCacheHits.inc();
     } else {
       deps.metrics.manifestCacheMisses.inc();
-      m = await deps.builds.build({ buildKey: key, image, source });
+      const built = deps.builds.build({ buildKey: key, image, source });
+      m = await (deps.stopping ? untilAborted(built, deps.stopping, { kind: 'shutting_down' }) : built);
       deps.manifests.learn(key, m);
     }
   }

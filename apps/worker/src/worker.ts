@@ -12,6 +12,7 @@ import {
   checkNixBuilds,
   nixPreparation,
   redisKeys,
+  startStagingSweeper,
 } from '@nixery/shared';
 import { Worker } from 'bullmq';
 import { buildJobRunner } from './build-job';
@@ -84,10 +85,20 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
   for (const w of workers) {
     w.on('error', (err) => log.error({ err }, 'worker error'));
   }
+  // Staging leftovers of writes that died before their move (issue 11): at start-up, then periodically.
+  const sweeper = startStagingSweeper(deps.storage, {
+    maxAgeMs: config.stagingMaxAgeSeconds * 1000,
+    intervalMs: config.stagingSweepSeconds * 1000,
+    onSweep: (o) =>
+      'error' in o
+        ? log.warn({ err: o.error instanceof Error ? o.error.message : String(o.error) }, 'staging sweep failed')
+        : log.info({ removed: o.removed }, 'removed staging leftovers'),
+  });
   log.info({ systems: config.workerSystems, concurrency: config.workerConcurrency }, 'build worker started');
   return {
     close: async () => {
       await shutdown.close(workers, config.workerGraceSeconds * 1000);
+      await sweeper.stop();
     },
     nixHealth: () => nixHealth.ensure(),
   };

@@ -70,6 +70,22 @@ export interface Config {
    * before it hands them back to the queue for another worker (NIXERY_WORKER_GRACE, default 25).
    */
   workerGraceSeconds: number;
+  /**
+   * Seconds a gateway told to stop (SIGTERM) lets its in-flight requests
+   * finish (their builds included) before it answers those still waiting with
+   * `503 UNAVAILABLE` and `Retry-After` (NIXERY_GATEWAY_GRACE, default
+   * `workerGraceSeconds`, so in `npm start` a build that finishes within the
+   * worker's grace is still answered).
+   */
+  gatewayGraceSeconds: number;
+  /**
+   * Seconds after its last change that a staging leftover (a staged write
+   * whose process died before its move) is removed by a worker's staging
+   * sweeper (NIXERY_STAGING_MAX_AGE, default 600).
+   */
+  stagingMaxAgeSeconds: number;
+  /** Seconds between a worker's staging sweeps; the first runs at start-up (NIXERY_STAGING_SWEEP_INTERVAL, default 300). */
+  stagingSweepSeconds: number;
   // --- end cluster ---
   // --- popularity job (issue 4) ---
   /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
@@ -126,6 +142,9 @@ const EnvSchema = z.object({
   NIXERY_JOB_LOCK_TTL: int(30, 2, 3600),
   NIXERY_STALLED_INTERVAL: int(15, 1, 3600),
   NIXERY_WORKER_GRACE: int(25, 0, 3600),
+  NIXERY_GATEWAY_GRACE: z.coerce.number().int().min(0).max(3600).optional(),
+  NIXERY_STAGING_MAX_AGE: int(600, 1),
+  NIXERY_STAGING_SWEEP_INTERVAL: int(300, 1),
   // popularity job (issue 4)
   NIXERY_POPCOUNT_SCHEDULE: z.string().default(DEFAULT_POPCOUNT_SCHEDULE),
   NIXERY_POPCOUNT_CACHE_URL: z.string().url().default('https://cache.nixos.org'),
@@ -247,6 +266,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobLockTtlSeconds: e.NIXERY_JOB_LOCK_TTL,
     stalledIntervalSeconds: e.NIXERY_STALLED_INTERVAL,
     workerGraceSeconds: e.NIXERY_WORKER_GRACE,
+    gatewayGraceSeconds: e.NIXERY_GATEWAY_GRACE ?? e.NIXERY_WORKER_GRACE,
+    stagingMaxAgeSeconds: e.NIXERY_STAGING_MAX_AGE,
+    stagingSweepSeconds: e.NIXERY_STAGING_SWEEP_INTERVAL,
     popcount: popcountConfig(e), // issue 4
     workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
     admin: { user: e.NIXERY_ADMIN_USER, ...(e.NIXERY_ADMIN_PASSWORD ? { password: e.NIXERY_ADMIN_PASSWORD } : {}) }, // issue 6

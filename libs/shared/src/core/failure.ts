@@ -31,6 +31,8 @@ export type Failure =
   | { kind: 'timeout'; what: string; ms: number }
   /** jobs: no worker for the image's system took the build. */
   | { kind: 'no_worker'; system: string }
+  /** a gateway: it is shutting down and the answer did not come within its grace. */
+  | { kind: 'shutting_down' }
   /** anything else: the message is for logs, never shown to clients. */
   | { kind: 'internal'; message: string };
 
@@ -71,6 +73,8 @@ export function describeFailure(f: Failure): string {
       return `${f.what} timed out after ${f.ms} ms`;
     case 'no_worker':
       return `no worker builds for ${f.system}`;
+    case 'shutting_down':
+      return 'the registry is shutting down';
     case 'internal':
       return f.message;
   }

@@ -12,6 +12,7 @@ export const FAILURE_CODES = {
   state_unavailable: 'STATE_UNAVAILABLE',
   timeout: 'TIMEOUT',
   no_worker: 'NO_WORKER',
+  shutting_down: 'SHUTTING_DOWN',
   internal: 'INTERNAL',
 } as const satisfies Record<FailureKind, string>;
 
@@ -35,6 +36,7 @@ const FIELDS: { [K in FailureKind]: z.ZodType<Omit<Extract<Failure, { kind: K }>
   state_unavailable: z.object({ what: s, refusal: s.optional() }),
   timeout: z.object({ what: s, ms: z.number() }),
   no_worker: z.object({ system: s }),
+  shutting_down: z.object({}),
   internal: z.object({ message: s }),
 };
 

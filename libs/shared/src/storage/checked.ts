@@ -41,6 +41,7 @@ export function checkedDriver(d: StorageDriver): StorageDriver {
     move: async (from, to) => d.move(check(from), check(to)).catch(full),
     delete: async (key) => d.delete(check(key)),
     ping: () => d.ping(),
+    removeStaging: (olderThan) => d.removeStaging(olderThan),
     ...(d.redirectUrl ? { redirectUrl: async (key: StorageKey) => d.redirectUrl!(check(key)) } : {}),
   };
 }

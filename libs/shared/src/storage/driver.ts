@@ -48,6 +48,14 @@ export interface StorageDriver {
    * public). When offered, the gateway answers blob GETs with a 307 redirect.
    */
   redirectUrl?(key: StorageKey): Promise<string | null>;
+  /**
+   * Deletes staging leftovers last changed before `olderThan`: objects under
+   * `staging/` (a staged write whose process died before its move), and the
+   * driver's own partial files of interrupted writes. Never an object under a
+   * digest key. Resolves with how many it removed. Run by the staging
+   * sweeper (`startStagingSweeper`) with a cutoff well past any write in progress.
+   */
+  removeStaging(olderThan: Date): Promise<{ removed: number }>;
   /** Checks that the backend is reachable (for /readyz). */
   ping(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { access, lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { ByteCounter } from '../core/counters';
@@ -13,6 +13,11 @@ function isErrno(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
 }
 
+/** The directories keys live in (see keys.ts). */
+const KEY_DIRS = ['staging', 'layers', 'manifests'] as const;
+/** A temporary file of `write`, beside its target. */
+const PARTIAL = /\.partial-[0-9a-f]+$/;
+
 /**
  * A storage driver keeping each object as a plain file at `root/<key>`
  * (e.g. `root/layers/<hex>`), for single-node setups.
@@ -22,6 +27,8 @@ function isErrno(err: unknown, code: string): boolean {
  * - `move` is a `rename(2)`: atomic, and `root` is one filesystem.
  * - Content types are not stored: `stat` omits `contentType`.
  * - No `redirectUrl`: the gateway streams the file itself (with ranges).
+ * - `removeStaging` removes old files under `staging/` and old
+ *   `*.partial-*` files of interrupted writes beside any key.
  *
  * `root` need not exist yet: it and the key directories are created on demand.
  */
@@ -99,6 +106,29 @@ export function createFilesystemDriver(root: string): StorageDriver {
 
     async delete(key) {
       await rm(pathOf(key), { force: true });
+    },
+
+    async removeStaging(olderThan) {
+      let removed = 0;
+      for (const dir of KEY_DIRS) {
+        let names: string[];
+        try {
+          names = await readdir(path.join(base, dir));
+        } catch (err) {
+          if (isErrno(err, 'ENOENT')) continue;
+          throw err;
+        }
+        for (const n of names) {
+          // Under a digest directory only the partial files of interrupted writes are leftovers.
+          if (dir !== 'staging' && !PARTIAL.test(n)) continue;
+          const p = path.join(base, dir, n);
+          const st = await lstat(p).catch(() => null);
+          if (!st?.isFile() || st.mtimeMs >= olderThan.getTime()) continue;
+          await rm(p, { force: true });
+          removed++;
+        }
+      }
+      return { removed };
     },
 
     async ping() {

@@ -56,6 +56,9 @@ function statusOf(err: unknown): number | undefined {
  *   `<endpoint>/<bucket>/<key>`. With STORAGE_EMULATOR_HOST set (tests),
  *   `<endpoint>` is the emulator, which serves objects at that path too.
  */
+/** Where staged objects live (see keys.ts `stagingKey`). */
+const STAGING_PREFIX = 'staging/';
+
 export function createGcsDriver(opts: GcsDriverOptions): StorageDriver {
   const clientOpts: StorageOptions = {};
   if (opts.keyFilename) clientOpts.keyFilename = opts.keyFilename;
@@ -138,6 +141,19 @@ export function createGcsDriver(opts: GcsDriverOptions): StorageDriver {
         return url;
       }
       return publicUrl(key);
+    },
+
+    async removeStaging(olderThan) {
+      // A failed upload leaves no object in GCS; a staged object whose move never came does.
+      const [files] = await bucket.getFiles({ prefix: STAGING_PREFIX });
+      let removed = 0;
+      for (const f of files) {
+        const changed = Date.parse(String(f.metadata.updated ?? f.metadata.timeCreated ?? ''));
+        if (!(changed < olderThan.getTime())) continue;
+        await f.delete({ ignoreNotFound: true });
+        removed++;
+      }
+      return { removed };
     },
 
     async ping() {

@@ -11,3 +11,4 @@ export * from './filesystem';
 export * from './gcs';
 export * from './keys';
 export * from './staged';
+export * from './sweep';
