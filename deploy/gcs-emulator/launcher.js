@@ -6,8 +6,13 @@
  * wants Java and downloads a rules jar. The security-rules runtime is replaced
  * by no-ops; Nixery talks to the emulator as an admin client.
  *
+ * The tests start the same launcher (test/helpers/gcs-emulator.ts).
+ *
  * Environment: GCS_EMULATOR_HOST (default 0.0.0.0), GCS_EMULATOR_PORT
- * (default 4443), GCS_EMULATOR_PROJECT (default nixery-local).
+ * (default 4443), GCS_EMULATOR_PROJECT (default nixery-local), and
+ * GCS_EMULATOR_STOP_ON_STDIN_CLOSE=1 to stop when stdin closes (so a test's
+ * emulator never outlives the process that started it).
+ * Prints one JSON line `{"msg":"gcs emulator listening",...}` once it answers.
  * Buckets appear on first write. Objects live in memory: a restart empties it.
  */
 const http = require('node:http');
@@ -69,6 +74,11 @@ async function main() {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (process.env.GCS_EMULATOR_STOP_ON_STDIN_CLOSE === '1') {
+    process.stdin.on('end', stop);
+    process.stdin.on('close', stop);
+    process.stdin.resume();
+  }
 }
 
 main().catch((err) => {

@@ -1,6 +1,6 @@
 /**
  * Starts the Cloud Storage emulator (from firebase-tools, see
- * gcs-emulator-launcher.js) in a child process on a free loopback port, for
+ * deploy/gcs-emulator/launcher.js) in a child process on a free loopback port, for
  * tests. Point @google-cloud/storage at it with
  * `process.env.STORAGE_EMULATOR_HOST = emu.host` (and
  * `METADATA_SERVER_DETECTION=none`) before creating the client.
@@ -22,7 +22,7 @@ export interface GcsEmulator {
   stop(): Promise<void>;
 }
 
-const LAUNCHER = path.join(__dirname, 'gcs-emulator-launcher.js');
+const LAUNCHER = path.join(__dirname, '../../deploy/gcs-emulator/launcher.js');
 
 /** A TCP port that was free on 127.0.0.1 a moment ago. */
 function freePort(): Promise<number> {
@@ -43,13 +43,20 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-/** Spawns the launcher on `port` and resolves when it prints READY; rejects with its stderr otherwise. */
+/** Spawns the launcher on `port` and resolves when it says it is listening; rejects with its stderr otherwise. */
 function launch(port: number, tmp: string): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     // TMPDIR: the emulator keeps upload files under os.tmpdir()/firebase and
     // deletes that whole folder on stop; give each instance its own.
-    const child = spawn(process.execPath, [LAUNCHER, String(port)], {
-      env: { ...process.env, TMPDIR: tmp },
+    const child = spawn(process.execPath, [LAUNCHER], {
+      env: {
+        ...process.env,
+        TMPDIR: tmp,
+        GCS_EMULATOR_HOST: '127.0.0.1',
+        GCS_EMULATOR_PORT: String(port),
+        GCS_EMULATOR_PROJECT: 'demo-nixery',
+        GCS_EMULATOR_STOP_ON_STDIN_CLOSE: '1',
+      },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';
@@ -60,7 +67,7 @@ function launch(port: number, tmp: string): Promise<ChildProcess> {
     }, 30_000);
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
-      if (/^READY \d+$/m.test(out)) {
+      if (/"msg":"gcs emulator listening"/.test(out)) {
         clearTimeout(timer);
         child.stdout!.resume();
         resolve(child);
