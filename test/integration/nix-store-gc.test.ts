@@ -12,18 +12,19 @@
  *   delete: `chattr +i`) is one error line naming the cause however often it
  *   fails, counted every time; the worker keeps building and serving, and the
  *   next collection after the fault is gone works again.
- * And, against prepareImage alone: a collection between the evaluation and
- * the build (when the evaluation's `.drv` files have no root) does not break
- * the build.
+ * And, against prepareImage and the collector alone: a collection between
+ * the evaluation and the build (when the evaluation's `.drv` files have no
+ * root) does not break the build; a collection that hangs is killed at its
+ * timeout and reported.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { prepareImage } from '../../libs/shared/src/nix';
+import { checkStoreSpace, prepareImage } from '../../libs/shared/src/nix';
 import { MANIFEST_ACCEPT, type NixeryInstance, REPO, metric, startNixery } from '../helpers/nixery';
 import { NIX_ENV } from '../helpers/nix-env';
 import { type PackageSetCopy, copyPackageSet } from '../helpers/pkgset';
@@ -153,14 +154,14 @@ describe('Nix store garbage collection', () => {
   });
 });
 
-describe('prepareImage under collection', () => {
+describe('prepareImage and the collector on their own', () => {
   let priv: PrivateNix;
   let bin: string;
 
   before(async () => {
     priv = await makePrivateNix();
     bin = await makeScratchDir('nixery-private-bin-');
-    for (const program of ['nix-instantiate', 'nix-build', 'nix']) {
+    for (const program of ['nix-instantiate', 'nix-build', 'nix', 'nix-store']) {
       const file = path.join(bin, program);
       await writeFile(file, `#!/bin/sh\nexec ${priv.wrap.map((w) => `'${w}'`).join(' ')} ${program} "$@"\n`);
       await chmod(file, 0o755);
@@ -191,5 +192,24 @@ describe('prepareImage under collection', () => {
     });
     assert.deepEqual(drvsAfterCollection, [], 'the collection deleted the evaluated derivations');
     assert.equal(r.kind, 'ok', JSON.stringify(r));
+  });
+
+  it('a collection that hangs (the collector lock held elsewhere) is killed at its timeout and reported, not waited for', async () => {
+    priv.sh('nix-store --gc >/dev/null 2>&1'); // the store's state directory exists
+    const holder = spawn('flock', [path.join(priv.dir, 'var/nix/gc.lock'), 'sleep', '60'], { stdio: 'ignore' });
+    try {
+      await waitFor(() => execFileSync('sh', ['-c', `flock -n ${path.join(priv.dir, 'var/nix/gc.lock')} true || echo held`], { encoding: 'utf8' }) === 'held\n');
+      const started = Date.now();
+      const o = await checkStoreSpace(
+        { options: [], env: NIX_ENV },
+        { minFreeBytes: 2 ** 50, intervalMs: 1000, timeoutMs: 2000, storeDir: path.join(priv.dir, 'store'), nixStore: path.join(bin, 'nix-store') },
+      );
+      assert.equal(o.kind, 'failed', JSON.stringify(o));
+      assert.equal(o.kind === 'failed' && o.reason, 'timeout');
+      assert.match(o.kind === 'failed' ? o.cause : '', /timed out after 2000 ms/);
+      assert.ok(Date.now() - started < 10_000, 'answered within the timeout and the kill grace');
+    } finally {
+      holder.kill();
+    }
   });
 });
