@@ -9,7 +9,7 @@
  * host sees the store's files under `dir`.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NIX_ENV } from './nix-env';
 import { makeScratchDir, removeScratchDir } from './proc';
@@ -22,6 +22,8 @@ export interface PrivateNix {
   wrap: string[];
   /** Runs a shell script with this store as /nix (and the project's NIX_CONFIG); returns its stdout, trimmed. */
   sh(script: string): string;
+  /** Makes `<dir>/../bin/<program>` for each program: a script running it with this store as /nix; returns that directory. */
+  programs(names: readonly string[]): Promise<string>;
   /** Where a store path's file is on the host. */
   hostPath(storePath: string): string;
   remove(): Promise<void>;
@@ -38,6 +40,15 @@ export async function makePrivateNix(): Promise<PrivateNix> {
     wrap,
     sh: (script) =>
       execFileSync(wrap[0] as string, [...wrap.slice(1), 'sh', '-c', script], { env: NIX_ENV, encoding: 'utf8' }).trim(),
+    programs: async (names) => {
+      const bin = path.join(root, 'bin');
+      await mkdir(bin, { recursive: true });
+      for (const name of names) {
+        await writeFile(path.join(bin, name), `#!/bin/sh\nexec ${wrap.map((w) => `'${w}'`).join(' ')} ${name} "$@"\n`);
+        await chmod(path.join(bin, name), 0o755);
+      }
+      return bin;
+    },
     hostPath: (storePath) => path.join(dir, 'store', path.basename(storePath)),
     remove: async () => {
       // A store path made immutable by a test would keep rm from removing it.

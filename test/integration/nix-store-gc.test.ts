@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { checkStoreSpace, prepareImage } from '../../libs/shared/src/nix';
@@ -160,17 +160,9 @@ describe('prepareImage and the collector on their own', () => {
 
   before(async () => {
     priv = await makePrivateNix();
-    bin = await makeScratchDir('nixery-private-bin-');
-    for (const program of ['nix-instantiate', 'nix-build', 'nix', 'nix-store']) {
-      const file = path.join(bin, program);
-      await writeFile(file, `#!/bin/sh\nexec ${priv.wrap.map((w) => `'${w}'`).join(' ')} ${program} "$@"\n`);
-      await chmod(file, 0o755);
-    }
+    bin = await priv.programs(['nix-instantiate', 'nix-build', 'nix', 'nix-store']);
   });
-  after(async () => {
-    await priv?.remove();
-    if (bin) await rm(bin, { recursive: true, force: true });
-  });
+  after(() => priv?.remove());
 
   it("a collection between evaluation and build does not break the build (the evaluation's .drv files are unrooted then)", async () => {
     const drvsAfterCollection: string[] = [];
@@ -196,7 +188,7 @@ describe('prepareImage and the collector on their own', () => {
 
   it('a collection that hangs (the collector lock held elsewhere) is killed at its timeout and reported, not waited for', async () => {
     priv.sh('nix-store --gc >/dev/null 2>&1'); // the store's state directory exists
-    const holder = spawn('flock', [path.join(priv.dir, 'var/nix/gc.lock'), 'sleep', '60'], { stdio: 'ignore' });
+    const holder = spawn('flock', [path.join(priv.dir, 'var/nix/gc.lock'), 'sleep', '60'], { stdio: 'ignore', detached: true });
     try {
       await waitFor(() => execFileSync('sh', ['-c', `flock -n ${path.join(priv.dir, 'var/nix/gc.lock')} true || echo held`], { encoding: 'utf8' }) === 'held\n');
       const started = Date.now();
@@ -209,7 +201,7 @@ describe('prepareImage and the collector on their own', () => {
       assert.match(o.kind === 'failed' ? o.cause : '', /timed out after 2000 ms/);
       assert.ok(Date.now() - started < 10_000, 'answered within the timeout and the kill grace');
     } finally {
-      holder.kill();
+      process.kill(-holder.pid!, 'SIGKILL'); // flock and its sleep
     }
   });
 });
