@@ -11,7 +11,14 @@
 #   { "found": { "<requested name>": { "attr": "<resolved attribute path>",
 #       "out": "<output path>", "drv": "<derivation path>", "output": "<output name>",
 #       "name": "<pname or name>" } },
-#     "missing": [ "<requested name>", ... ] }
+#     "missing": [ "<requested name>", ... ],
+#     "builds": [ "<output path>", ... ] }
+#
+# `builds` is the list of found derivations themselves (JSON shows their
+# output paths): `nix-build prepare-image.nix -A builds ... -o DIR/result`
+# evaluates, builds and roots them in one Nix process, so no store path of a
+# build is ever without a root (a `.drv` written by an evaluation that has
+# ended is not rooted by anything).
 #
 # Lookup: the name is split on "." and each part is an attribute of the
 # previous one ("xorg.xev"). When that fails, the first part is matched
@@ -85,18 +92,21 @@ let
         else null);
     in if r.success then r.value else null;
 
+  # { info = describe's attributes or null; value = the derivation }.
   lookup = name:
     let
       parts = splitDots name;
       valid = builtins.isString name && name != "" && !(builtins.elem "" parts);
       exact = if valid then walk pkgs parts [ ] else null;
       hit = if exact != null then exact else if valid then walkCaseless parts else null;
-    in if hit == null then null else describe hit.path hit.value;
+    in if hit == null then { info = null; value = null; }
+      else { info = describe hit.path hit.value; inherit (hit) value; };
 
-  results = map (name: { inherit name; info = lookup name; }) names;
+  results = map (name: { inherit name; } // lookup name) names;
+  hits = builtins.filter (r: r.info != null) results;
 in
 {
-  found = builtins.listToAttrs (map (r: { inherit (r) name; value = r.info; })
-    (builtins.filter (r: r.info != null) results));
+  found = builtins.listToAttrs (map (r: { inherit (r) name; value = r.info; }) hits);
   missing = map (r: r.name) (builtins.filter (r: r.info == null) results);
+  builds = map (r: r.value) hits;
 }

@@ -26,17 +26,19 @@ export interface NixeryInstance {
 /**
  * Starts `src/single-node.ts` (what `npm start` runs) in a child process with a
  * temporary storage path and its own embedded Redis, and waits for /v2/.
- * `entry` selects another entry point (e.g. an app's main.ts) with the same env handling.
+ * `entry` selects another entry point (e.g. an app's main.ts) with the same env handling;
+ * `wrap` is a command prefix it runs under (e.g. a private Nix store's, helpers/private-nix.ts).
  */
 export async function startNixery(
   env: Record<string, string> = {},
-  opts: { entry?: string; storagePath?: string; port?: number } = {},
+  opts: { entry?: string; storagePath?: string; port?: number; wrap?: string[] } = {},
 ): Promise<NixeryInstance> {
   const port = opts.port ?? (await freePort());
   const storagePath = opts.storagePath ?? (await mkdtemp(path.join(os.tmpdir(), 'nixery-test-')));
   const logFile = path.join(REPO, 'test-artifacts', `nixery-${port}.log`);
   const log = createWriteStream(logFile);
-  const child = spawn(process.execPath, ['--import', 'tsx', opts.entry ?? path.join(REPO, 'src/single-node.ts')], {
+  const argv = [...(opts.wrap ?? []), process.execPath, '--import', 'tsx', opts.entry ?? path.join(REPO, 'src/single-node.ts')];
+  const child = spawn(argv[0] as string, argv.slice(1), {
     cwd: REPO,
     env: {
       ...process.env,

@@ -18,6 +18,7 @@ import { Worker } from 'bullmq';
 import { buildJobRunner } from './build-job';
 import { GracefulShutdown } from './shutdown';
 import { buildStatusRecorder } from './status-hooks';
+import { startWorkerStoreGc } from './store-gc';
 
 /** A running build worker (one BullMQ worker per Nix system it builds). */
 export interface BuildWorker {
@@ -94,11 +95,14 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
         ? log.warn({ err: o.error instanceof Error ? o.error.message : String(o.error) }, 'staging sweep failed')
         : log.info({ removed: o.removed }, 'removed staging leftovers'),
   });
+  // The Nix store stays bounded (issue 11): collected when its free space drops below NIXERY_NIX_MIN_FREE.
+  const storeGc = startWorkerStoreGc({ nix: config.nix, options: config.nixGc, metrics, log });
   log.info({ systems: config.workerSystems, concurrency: config.workerConcurrency }, 'build worker started');
   return {
     close: async () => {
       await shutdown.close(workers, config.workerGraceSeconds * 1000);
       await sweeper.stop();
+      await storeGc.stop();
     },
     nixHealth: () => nixHealth.ensure(),
   };

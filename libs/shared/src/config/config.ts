@@ -5,6 +5,8 @@ import { NIXERY_CLOSURE_BUDGET } from '../layering';
 import { NIX_SYSTEMS, type NixSystem } from '../protocol/image-spec';
 import { nixEnvironment, type NixInvocation } from '../nix/settings';
 import type { PackageSourceConfig } from '../sources/resolver';
+import type { StoreGcOptions } from '../nix/store-gc';
+import { parseByteSize } from '../core/byte-size';
 import type { StorageConfig } from '../storage/driver';
 import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from '../popularity/schedule';
 
@@ -86,6 +88,14 @@ export interface Config {
   stagingMaxAgeSeconds: number;
   /** Seconds between a worker's staging sweeps; the first runs at start-up (NIXERY_STAGING_SWEEP_INTERVAL, default 300). */
   stagingSweepSeconds: number;
+  /**
+   * The worker's Nix store collector (issue 11): free bytes to keep on the
+   * filesystem holding /nix/store (NIXERY_NIX_MIN_FREE, a size such as 10G,
+   * default 10G; 0 or "off" never collects), how often that is checked
+   * (NIXERY_NIX_GC_INTERVAL seconds, default 60) and how long one collection
+   * may run (NIXERY_NIX_GC_TIMEOUT seconds, default 900).
+   */
+  nixGc: StoreGcOptions;
   // --- end cluster ---
   // --- popularity job (issue 4) ---
   /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
@@ -145,6 +155,9 @@ const EnvSchema = z.object({
   NIXERY_GATEWAY_GRACE: z.coerce.number().int().min(0).max(3600).optional(),
   NIXERY_STAGING_MAX_AGE: int(600, 1),
   NIXERY_STAGING_SWEEP_INTERVAL: int(300, 1),
+  NIXERY_NIX_MIN_FREE: z.string().default('10G'),
+  NIXERY_NIX_GC_INTERVAL: int(60, 1),
+  NIXERY_NIX_GC_TIMEOUT: int(900, 1),
   // popularity job (issue 4)
   NIXERY_POPCOUNT_SCHEDULE: z.string().default(DEFAULT_POPCOUNT_SCHEDULE),
   NIXERY_POPCOUNT_CACHE_URL: z.string().url().default('https://cache.nixos.org'),
@@ -269,12 +282,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     gatewayGraceSeconds: e.NIXERY_GATEWAY_GRACE ?? e.NIXERY_WORKER_GRACE,
     stagingMaxAgeSeconds: e.NIXERY_STAGING_MAX_AGE,
     stagingSweepSeconds: e.NIXERY_STAGING_SWEEP_INTERVAL,
+    nixGc: nixGcConfig(e), // issue 11
     popcount: popcountConfig(e), // issue 4
     workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
     admin: { user: e.NIXERY_ADMIN_USER, ...(e.NIXERY_ADMIN_PASSWORD ? { password: e.NIXERY_ADMIN_PASSWORD } : {}) }, // issue 6
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
   };
+}
+
+/** The Nix store collector's settings from the parsed environment (issue 11). */
+function nixGcConfig(e: z.infer<typeof EnvSchema>): StoreGcOptions {
+  const size = e.NIXERY_NIX_MIN_FREE.trim().toLowerCase() === 'off' ? { bytes: 0 } : parseByteSize(e.NIXERY_NIX_MIN_FREE);
+  if ('error' in size) throw new ConfigError(`NIXERY_NIX_MIN_FREE: ${size.error}`);
+  return { minFreeBytes: size.bytes, intervalMs: e.NIXERY_NIX_GC_INTERVAL * 1000, timeoutMs: e.NIXERY_NIX_GC_TIMEOUT * 1000 };
 }
 
 /** The popularity job's settings from the parsed environment (issue 4). */

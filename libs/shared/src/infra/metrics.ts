@@ -37,6 +37,10 @@ export function createMetrics() {
     bytesPacked: new Counter({ name: 'nixery_layer_bytes_packed_total', help: 'Compressed bytes of packed layers', registers: [registry] }),
     bytesServed: new Counter({ name: 'nixery_blob_bytes_served_total', help: 'Blob bytes streamed to clients', registers: [registry] }),
     clusterStats: new Gauge({ name: 'nixery_cluster_total', help: 'Cluster-wide counters from Redis (builds_started, ...)', labelNames: ['counter'], registers: [registry] }),
+    nixGcRuns: new Counter({ name: 'nixery_nix_gc_runs_total', help: 'Nix store garbage collections that ran to their end', registers: [registry] }),
+    nixGcFailures: new Counter({ name: 'nixery_nix_gc_failures_total', help: 'Nix store garbage collections (or free-space checks) that failed, by reason', labelNames: ['reason'], registers: [registry] }),
+    nixGcBytesFreed: new Counter({ name: 'nixery_nix_gc_bytes_freed_total', help: 'Bytes the Nix store garbage collections freed (as Nix reports them)', registers: [registry] }),
+    nixStoreFreeBytes: new Gauge({ name: 'nixery_nix_store_free_bytes', help: 'Free bytes on the filesystem holding the Nix store, at the last check', registers: [registry] }),
   };
   return m;
 }

@@ -31,18 +31,20 @@ export interface PrepareOptions {
   env?: NodeJS.ProcessEnv;
   /**
    * A directory (that the caller removes when done with the store paths) where
-   * the build registers indirect GC roots, so a garbage collection while the
-   * layers are packed cannot delete them. Default: no roots.
+   * the build registers indirect GC roots (`result`, `result-2`, ...), so a
+   * garbage collection while the layers are packed cannot delete them. The
+   * Nix process that builds the outputs roots them before it ends, so they
+   * are never unrooted in between. Default: no roots.
    */
   gcRootDir?: string;
-  /** Names of the Nix programs (or absolute paths). Defaults: nix-instantiate, nix-store, nix. */
+  /** Names of the Nix programs (or absolute paths). Defaults: nix-instantiate, nix-build, nix. */
   commands?: Partial<NixCommands>;
 }
 
 /** The Nix programs prepareImage runs. */
 export interface NixCommands {
   nixInstantiate: string;
-  nixStore: string;
+  nixBuild: string;
   nix: string;
 }
 
@@ -80,7 +82,7 @@ interface EvalFound {
   name: string;
 }
 
-const DEFAULT_COMMANDS: NixCommands = { nixInstantiate: 'nix-instantiate', nixStore: 'nix-store', nix: 'nix' };
+const DEFAULT_COMMANDS: NixCommands = { nixInstantiate: 'nix-instantiate', nixBuild: 'nix-build', nix: 'nix' };
 const MESSAGE_LIMIT = 2000;
 
 const TRANSIENT_PATTERNS: readonly RegExp[] = [
@@ -166,7 +168,7 @@ function parseEvalOutput(
 
 /**
  * Looks `packages` up in the package set with nix/prepare-image.nix, builds
- * them (`nix-store --realise`) and reads their runtime closure graph
+ * them (`nix-build` of its `builds`, rooted in `gcRootDir`) and reads their runtime closure graph
  * (`nix path-info --json --recursive`). Never throws: unknown names come back
  * as `missing`, Nix errors (with the tail of their stderr), timeouts and
  * aborts as `failed`. Package names are passed as JSON data, never as code.
@@ -192,13 +194,14 @@ export async function prepareImage(opts: PrepareOptions): Promise<PrepareResult>
 
   // 1. Evaluate: which packages exist, and their derivations.
   opts.onStage?.('evaluating');
-  const evalRun = await run(commands.nixInstantiate, ['--eval', '--strict', '--json', '--read-write-mode'], [
-    join(opts.nixDir, 'prepare-image.nix'),
+  const script = join(opts.nixDir, 'prepare-image.nix');
+  const scriptArgs = [
     '--argstr', 'srcType', src.srcType,
     '--argstr', 'srcArgs', src.srcArgs,
     '--argstr', 'system', opts.system,
     '--argstr', 'packages', JSON.stringify(opts.packages),
-  ]);
+  ];
+  const evalRun = await run(commands.nixInstantiate, ['--eval', '--strict', '--json', '--read-write-mode'], [script, ...scriptArgs]);
   if (evalRun.code !== 0 || evalRun.timedOut || evalRun.aborted) {
     return commandFailure('nix evaluation', evalRun, opts.timeoutMs);
   }
@@ -211,11 +214,12 @@ export async function prepareImage(opts: PrepareOptions): Promise<PrepareResult>
   const roots = [...new Set(opts.packages.map((n) => evaluated.found[n]?.out).filter((p): p is string => !!p))];
   if (roots.length === 0) return { kind: 'ok', graph: { roots: [], paths: {} }, packages };
 
-  // 2. Build the wanted outputs.
+  // 2. Build the wanted outputs. One nix-build evaluates, builds and roots them: realising the
+  // evaluation's .drv files instead would leave them unrooted between the two processes, and a
+  // garbage collection then would delete them under the build (issue 11).
   opts.onStage?.('building');
-  const targets = [...new Set(Object.values(evaluated.found).map((f) => `${f.drv}!${f.output}`))].sort();
-  const rootArgs = opts.gcRootDir ? ['--add-root', join(opts.gcRootDir, 'result'), '--indirect'] : [];
-  const buildRun = await run(commands.nixStore, ['--realise', ...rootArgs], targets);
+  const rootArgs = opts.gcRootDir ? ['--out-link', join(opts.gcRootDir, 'result')] : ['--no-out-link'];
+  const buildRun = await run(commands.nixBuild, [script, '-A', 'builds', ...rootArgs], scriptArgs);
   if (buildRun.code !== 0 || buildRun.timedOut || buildRun.aborted) {
     return commandFailure('nix build', buildRun, opts.timeoutMs);
   }
