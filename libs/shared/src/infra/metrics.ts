@@ -36,6 +36,9 @@ export function createMetrics() {
     layersPacked: new Counter({ name: 'nixery_layers_packed_total', help: 'Layers packed', registers: [registry] }),
     bytesPacked: new Counter({ name: 'nixery_layer_bytes_packed_total', help: 'Compressed bytes of packed layers', registers: [registry] }),
     bytesServed: new Counter({ name: 'nixery_blob_bytes_served_total', help: 'Blob bytes streamed to clients', registers: [registry] }),
+    gcRuns: new Counter({ name: 'nixery_gc_runs_total', help: 'Storage collection runs by outcome (collected, dry_run, skipped: another run held the lock, failed)', labelNames: ['outcome'], registers: [registry] }),
+    gcObjectsDeleted: new Counter({ name: 'nixery_gc_objects_deleted_total', help: 'Objects deleted by storage collection, by kind (manifest, blob)', labelNames: ['kind'], registers: [registry] }),
+    gcBytesFreed: new Counter({ name: 'nixery_gc_bytes_freed_total', help: 'Bytes of the objects deleted by storage collection', registers: [registry] }),
     clusterStats: new Gauge({ name: 'nixery_cluster_total', help: 'Cluster-wide counters from Redis (builds_started, ...)', labelNames: ['counter'], registers: [registry] }),
   };
   return m;
