@@ -26,7 +26,8 @@ const KEEP = { removeOnComplete: { count: 20 }, removeOnFail: { count: 20 }, att
  * upserts the cluster's one job scheduler (id `gc`, queue `gc`), so each tick
  * makes one job however many processes do this, and runs a worker (one job
  * at a time) that collects under the cluster's collection lock. Hosted by
- * the popcount-job app and `npm start`.
+ * the popcount-job app and `npm start`. The first run of a new interval
+ * scheduler comes one interval after it is made, not at start-up.
  */
 export async function startGcScheduler(deps: ProcessDeps): Promise<GcScheduler> {
   const { config, log } = deps;
@@ -39,7 +40,11 @@ export async function startGcScheduler(deps: ProcessDeps): Promise<GcScheduler> 
   const runGcJob = async (job: Job<GcJobData, GcOutcome>): Promise<GcOutcome> => runCollection(deps, job.data.dryRun ?? config.gc.dryRun);
   const worker = new Worker<GcJobData, GcOutcome>(GC_QUEUE, runGcJob, { connection: deps.connect(), prefix: config.redisPrefix, concurrency: 1 });
   worker.on('error', (err) => log.error({ err }, 'gc worker error'));
-  await queue.upsertJobScheduler(GC_SCHEDULER_ID, repeatOptions(schedule), { name: 'gc', data: { reason: 'schedule' }, opts: KEEP });
+  // A new interval scheduler would tick at once; the first run comes one interval after it is made instead
+  // (a process start is no reason to collect). An existing one keeps its rhythm.
+  const existed = (await queue.getJobScheduler(GC_SCHEDULER_ID)) !== undefined;
+  const repeat = { ...repeatOptions(schedule), ...(schedule.kind === 'every' && !existed ? { startDate: Date.now() + schedule.ms } : {}) };
+  await queue.upsertJobScheduler(GC_SCHEDULER_ID, repeat, { name: 'gc', data: { reason: 'schedule' }, opts: KEEP });
   log.info({ schedule, keepMs: config.gc.keepMs, graceMs: config.gc.graceMs, dryRun: config.gc.dryRun }, 'storage collection scheduled');
   return {
     close: async () => {
