@@ -101,7 +101,9 @@ export class StorageUsage {
 
   /** Records manifests that have no pull record as pulled at `now` (only where none exists). */
   async firstSeen(digests: readonly string[], now: number): Promise<void> {
-    if (digests.length > 0) await this.redis.zadd(this.keys.gcPulls, 'NX', ...digests.flatMap((d) => [String(now), d]));
+    for (let i = 0; i < digests.length; i += 1000) {
+      await this.redis.zadd(this.keys.gcPulls, 'NX', ...digests.slice(i, i + 1000).flatMap((d) => [String(now), d]));
+    }
   }
 
   /**
