@@ -1,11 +1,11 @@
 /**
- * Single-node Nixery: gateway, build worker and popularity scheduler in one
+ * Single-node Nixery: gateway, build worker, popularity and storage-collection schedulers in one
  * process, with an embedded redis-server when REDIS_URL is not set and the
  * bundled package set when no package source is configured. Started and
  * stopped like every app (runtime's runProcess).
  */
 import { createGateway, serveGateway } from '@nixery/gateway';
-import { startPopcountScheduler } from '@nixery/popcount-job';
+import { startGcScheduler, startPopcountScheduler } from '@nixery/popcount-job';
 import { runProcess } from '@nixery/shared';
 import { startBuildWorker } from '@nixery/worker';
 
@@ -20,6 +20,7 @@ runProcess(
     }
     const worker = startBuildWorker(rt);
     const popcount = await startPopcountScheduler(rt);
+    const gc = await startGcScheduler(rt); // storage collection (issue 11)
     const gateway = createGateway({ ...rt, nixHealth: () => worker.nixHealth() });
     for (const s of config.workerSystems) await gateway.builds.warm(s);
     const server = await serveGateway(gateway, { port: config.port, host: config.host, log: rt.log });
@@ -31,6 +32,7 @@ runProcess(
       close: async () => {
         await Promise.all([server.close(config.gatewayGraceSeconds * 1000), worker.close()]);
         await popcount.close();
+        await gc.close();
       },
       stopTimeoutMs: (graceSeconds + 30) * 1000,
     };

@@ -102,6 +102,7 @@ function recording(driver: StorageDriver) {
     delete: (k) => driver.delete(k),
     ping: () => driver.ping(),
     removeStaging: (t) => driver.removeStaging(t),
+    list: (p) => driver.list(p),
   };
   return { driver: wrapped, writes, moves };
 }
@@ -350,6 +351,52 @@ export function storageConformance(name: string, make: () => Promise<DriverUnder
       await d.removeStaging(new Date(Date.now() + 1000));
       assert.equal(await d.stat(fresh), null);
       assert.ok(await d.stat(oldLayer));
+    });
+
+    test('list: every complete object under a prefix with its size and write time, nothing else', async () => {
+      const before = Date.now();
+      const layers = [freshKey(), freshKey(), freshKey()];
+      const sizes = [0, 1, 70_000];
+      for (const [i, k] of layers.entries()) await put(d, k, randomBytes(sizes[i]!));
+      const manifest = manifestKey(sha256Digest(randomBytes(8)));
+      await put(d, manifest, Buffer.from('{"schemaVersion":2}'));
+      const staged = stagingKey();
+      await put(d, staged, randomBytes(10));
+      // A write in progress is not listed (the filesystem's partial file, GCS's unfinished upload).
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const pending = freshKey();
+      const writing = d.write(pending, Readable.from((async function* () {
+        yield randomBytes(128 * 1024);
+        await gate;
+      })()));
+      await sleep(300);
+
+      const listAll = async (prefix: 'layers/' | 'manifests/' | 'staging/') => {
+        const out = new Map<string, { size: number; updated: Date }>();
+        for await (const o of d.list(prefix)) out.set(o.key, { size: o.size, updated: o.updated });
+        return out;
+      };
+      const listed = await listAll('layers/');
+      for (const [i, k] of layers.entries()) {
+        const o = listed.get(k);
+        assert.ok(o, `${k} is listed`);
+        assert.equal(o.size, sizes[i]);
+        assert.ok(o.updated instanceof Date);
+        // Clocks of a remote store may differ a little from ours.
+        assert.ok(Math.abs(o.updated.getTime() - before) < 120_000, `write time ${o.updated.toISOString()} is about now`);
+      }
+      assert.ok(!listed.has(pending), 'an object still being written is not listed');
+      assert.ok(!listed.has(manifest) && !listed.has(staged), 'only keys under the prefix');
+      for (const k of listed.keys()) assert.match(k, /^layers\/[a-f0-9]{64}$/);
+      assert.equal((await listAll('manifests/')).get(manifest)?.size, 19);
+      assert.ok((await listAll('staging/')).has(staged));
+
+      release();
+      await writing;
+      assert.ok((await listAll('layers/')).has(pending), 'listed once complete');
+      await d.delete(layers[0]!);
+      assert.ok(!(await listAll('layers/')).has(layers[0]!), 'a deleted object is not listed');
     });
 
     test('putStaged: right digest and size, bytes under the final key, staging object gone', async () => {

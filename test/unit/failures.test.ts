@@ -109,6 +109,7 @@ describe('storage: one wrapper for every driver', () => {
       delete: async (key) => void seen.push(`delete ${key}`),
       ping: async () => undefined,
       removeStaging: async () => ({ removed: 0 }),
+      list: async function* () {},
     };
   };
 

@@ -36,7 +36,8 @@ const ROOMS: Record<string, { rooms: string[]; packages: string[]; pure?: boolea
   jobs: { rooms: ['core', 'protocol', 'sources', 'infra'], packages: ['bullmq', 'ioredis', 'prom-client', 'zod'] },
   popularity: { rooms: ['core', 'infra', 'layering', 'nix', 'sources'], packages: ['ioredis'] },
   pipeline: { rooms: ['core', 'protocol', 'infra', 'layering', 'nix', 'tarball', 'storage', 'jobs', 'records'], packages: ['ioredis'] },
-  config: { rooms: ['core', 'protocol', 'layering', 'nix', 'sources', 'storage', 'popularity'], packages: ['zod'] },
+  collect: { rooms: ['core', 'infra', 'storage', 'records'], packages: [] },
+  config: { rooms: ['core', 'protocol', 'layering', 'nix', 'sources', 'storage', 'popularity', 'collect'], packages: ['zod'] },
   runtime: { rooms: ['core', 'infra', 'config', 'nix', 'storage'], packages: ['ioredis'] },
 };
 

@@ -10,10 +10,12 @@ import {
   HEALTH_PATHS,
   QueueReader,
   SourceResolver,
+  StorageUsage,
   healthAnswer,
   readClusterStats,
   redisKeys,
   registerQueueGauges,
+  subscribeCollected,
   withTimeout,
 } from '@nixery/shared';
 import Koa from 'koa';
@@ -55,6 +57,15 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   const { config, redis, metrics, log } = deps;
   const keys = redisKeys(config.redisPrefix);
   const manifests = parts.manifests ?? new ManifestCache(redis, keys);
+  // --- storage collection (issue 11): pull records, and collected manifests dropped from memory ---
+  const pulls = new StorageUsage(redis, keys, Math.min(60_000, Math.max(1000, config.gc.keepMs / 10)));
+  if (manifests instanceof ManifestCache) {
+    const cache = manifests;
+    subscribeCollected(deps.connect(), keys, { collected: (d) => cache.forget(d), resubscribed: () => cache.forgetAll() }).catch((err: unknown) =>
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot subscribe to storage collection news'),
+    );
+  }
+  // --- end storage collection ---
   const resolver = new SourceResolver(config.source, {
     ttlSeconds: config.resolveTtlSeconds,
     fallbackSeconds: config.resolveFallbackSeconds,
@@ -88,7 +99,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   });
   app.use(errorMiddleware(log));
   app.use(async (ctx, next) => {
-    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, stopping: drain.signal }))) await next();
+    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, stopping: drain.signal }))) await next();
   });
 
   // Queue dashboard, only when NIXERY_ADMIN_PASSWORD is set (otherwise /admin/queues is a 404). Issue 6.

@@ -26,6 +26,8 @@ export interface RegistryDeps {
   resolver: Pick<SourceResolver, 'resolve' | 'tags'>;
   builds: Builds;
   metrics: Metrics;
+  /** Records pulls for storage collection, in the background (issue 11); none in in-process tests. */
+  pulls?: { recordPull(digest: string): void };
   /** Aborts when a stopping gateway's grace is over: a build still awaited answers `shutting_down` (503). */
   stopping?: AbortSignal;
 }
@@ -94,6 +96,7 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
   // Every manifest answer names the package-source revision it was built from
   // (also the image config's org.opencontainers.image.revision label).
   ctx.state.log?.info({ digest: m.digest, revision: m.revision }, 'manifest');
+  deps.pulls?.recordPull(m.digest);
   if (m.revision) ctx.set('Nixery-Revision', m.revision);
   const body = Buffer.from(m.body);
   ctx.status = 200;

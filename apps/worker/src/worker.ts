@@ -13,6 +13,7 @@ import {
   nixPreparation,
   redisKeys,
   startStagingSweeper,
+  StorageUsage,
 } from '@nixery/shared';
 import { Worker } from 'bullmq';
 import { buildJobRunner } from './build-job';
@@ -53,6 +54,8 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
   });
   void nixHealth.recheck();
 
+  // Use records and deletion claims of storage collection (issue 11): builds never lose a blob to it.
+  const usage = new StorageUsage(redis, keys);
   const runBuildJob = buildJobRunner({
     build: {
       storage: deps.storage,
@@ -61,8 +64,9 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
       popularity: () => popularity.get(),
       layerBudget: config.layerBudget,
       packConcurrency: config.packConcurrency,
+      usage,
     },
-    publish: { storage: deps.storage, status, manifests: new ManifestCache(redis, keys) },
+    publish: { storage: deps.storage, status, manifests: new ManifestCache(redis, keys), usage },
     nixHealth,
     statusRec: buildStatusRecorder(status, log), // recent failures for the web page (issue 6)
     metrics,

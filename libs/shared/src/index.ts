@@ -1,5 +1,6 @@
 /** @nixery/shared: every room's public names, for the apps. Rooms import each other directly, never through this file. */
 export type { Redis } from 'ioredis';
+export * from './collect';
 export * from './config';
 export * from './core';
 export * from './infra';

@@ -9,6 +9,7 @@ import type { StoreGcOptions } from '../nix/store-gc';
 import { parseByteSize } from '../core/byte-size';
 import type { StorageConfig } from '../storage/driver';
 import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from '../popularity/schedule';
+import { type GcConfig, parseDurationMs } from '../collect/settings';
 
 /** The one validated configuration object, read from the environment once at start-up. */
 export interface Config {
@@ -101,6 +102,8 @@ export interface Config {
   /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
   popcount: PopcountConfig;
   // --- end popularity job ---
+  /** Storage garbage collection (NIXERY_GC_SCHEDULE, NIXERY_GC_KEEP, NIXERY_GC_GRACE, NIXERY_GC_DRY_RUN; issue 11; see collect/settings.ts). */
+  gc: GcConfig;
   // --- web page and observability (issue 6) ---
   /** Port of the worker's /metrics, /healthz, /readyz endpoint (NIXERY_WORKER_METRICS_PORT, default 9091; "off" disables; 0 = any free port). */
   workerMetricsPort: number | null;
@@ -165,6 +168,11 @@ const EnvSchema = z.object({
   NIXERY_POPCOUNT_CONCURRENCY: int(32, 1, 256),
   NIXERY_POPCOUNT_TIMEOUT: int(3600, 1),
   NIXERY_POPCOUNT_REALISE: bool.default(true),
+  // storage garbage collection (issue 11)
+  NIXERY_GC_SCHEDULE: z.string().default('24h'),
+  NIXERY_GC_KEEP: z.string().default('30d'),
+  NIXERY_GC_GRACE: z.string().default('1h'),
+  NIXERY_GC_DRY_RUN: bool.default(false),
   // web page and observability (issue 6)
   NIXERY_WORKER_METRICS_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(9091),
   NIXERY_ADMIN_USER: z.string().min(1).default('admin'),
@@ -284,6 +292,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stagingSweepSeconds: e.NIXERY_STAGING_SWEEP_INTERVAL,
     nixGc: nixGcConfig(e), // issue 11
     popcount: popcountConfig(e), // issue 4
+    gc: gcConfig(e), // issue 11
     workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
     admin: { user: e.NIXERY_ADMIN_USER, ...(e.NIXERY_ADMIN_PASSWORD ? { password: e.NIXERY_ADMIN_PASSWORD } : {}) }, // issue 6
     logLevel: e.LOG_LEVEL,
@@ -309,5 +318,22 @@ function popcountConfig(e: z.infer<typeof EnvSchema>): PopcountConfig {
     concurrency: e.NIXERY_POPCOUNT_CONCURRENCY,
     timeoutSeconds: e.NIXERY_POPCOUNT_TIMEOUT,
     realise: e.NIXERY_POPCOUNT_REALISE,
+  };
+}
+
+/** The storage collector's settings from the parsed environment (issue 11). */
+function gcConfig(e: z.infer<typeof EnvSchema>): GcConfig {
+  const schedule = parsePopcountSchedule(e.NIXERY_GC_SCHEDULE);
+  if ('error' in schedule) throw new ConfigError(`NIXERY_GC_SCHEDULE: ${schedule.error}`);
+  const duration = (name: string, text: string): number => {
+    const ms = parseDurationMs(text);
+    if (ms === null) throw new ConfigError(`${name}: not a number of seconds or a duration (90s, 15m, 6h, 30d): ${text}`);
+    return ms;
+  };
+  return {
+    schedule,
+    keepMs: duration('NIXERY_GC_KEEP', e.NIXERY_GC_KEEP),
+    graceMs: duration('NIXERY_GC_GRACE', e.NIXERY_GC_GRACE),
+    dryRun: e.NIXERY_GC_DRY_RUN,
   };
 }

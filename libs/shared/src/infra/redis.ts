@@ -46,6 +46,11 @@ export function redisKeys(prefix: string) {
     statusFailures: `${prefix}:status:failures`,
     statusImage: (manifestDigest: string) => `${prefix}:status:image:${manifestDigest}`,
     statusLayerUsers: (layerDigest: string) => `${prefix}:status:layer-users:${layerDigest}`,
+    gcPulls: `${prefix}:gc:pulls`,
+    gcUses: `${prefix}:gc:uses`,
+    gcClaim: (digest: string) => `${prefix}:gc:claim:${digest}`,
+    gcCollected: `${prefix}:gc:collected`,
+    gcLock: `${prefix}:gc:lock`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;
@@ -81,4 +86,24 @@ export async function holdKey(redis: Redis, key: string, ttlMs: number, opts: { 
       await redis.eval(RELEASE_LUA, 1, key, token).catch(() => undefined);
     },
   };
+}
+
+/**
+ * Deletes every key matching `pattern` (a SCAN pattern) whose string value
+ * `doomed` picks, reading values in batches; resolves with how many it
+ * deleted. For occasional sweeps (the storage collector), not request paths:
+ * SCAN walks the whole keyspace.
+ */
+export async function deleteMatching(redis: Redis, pattern: string, doomed: (value: string) => boolean): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    if (keys.length === 0) continue;
+    const values = await redis.mget(...keys);
+    const gone = keys.filter((_k, i) => values[i] !== null && doomed(values[i]!));
+    if (gone.length > 0) deleted += await redis.del(...gone);
+  } while (cursor !== '0');
+  return deleted;
 }

@@ -11,6 +11,9 @@ export function buildQueueName(system: NixSystem): string {
 /** Name of the popularity refresh queue. */
 export const POPCOUNT_QUEUE = 'popcount';
 
+/** Name of the storage collection queue (issue 11). */
+export const GC_QUEUE = 'gc';
+
 /** What a build job carries. Plain JSON. */
 export interface BuildJobData {
   buildKey: string;

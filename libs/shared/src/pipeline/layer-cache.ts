@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Digest } from '../core/digest';
-import { type HeldKey, type RedisKeys, holdKey } from '../infra/redis';
+import { type HeldKey, type RedisKeys, deleteMatching, holdKey } from '../infra/redis';
 
 /** A layer that exists in storage. */
 export interface CachedLayer {
@@ -38,6 +38,18 @@ export class LayerCache implements LayerStore {
 
   async put(layerKey: string, layer: CachedLayer): Promise<void> {
     await this.redis.set(this.keys.layer(layerKey), JSON.stringify(layer));
+  }
+
+  /** Deletes the entries that point at collected blobs (the storage collector; it scans every entry). Resolves with how many. */
+  forgetBlobs(digests: ReadonlySet<string>): Promise<number> {
+    if (digests.size === 0) return Promise.resolve(0);
+    return deleteMatching(this.redis, this.keys.layer('*'), (v) => {
+      try {
+        return digests.has((JSON.parse(v) as CachedLayer).digest);
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** Tries to take the lock for `layerKey`; null when another holder has it. Renews itself until released. */

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MediaTypes } from '../core/media-types';
 import type { Logger } from '../infra/logger';
+import type { StorageUsage } from '../records';
 import { putStaged, blobKey, type StorageDriver } from '../storage';
 import { compressAndHash } from '../tarball';
 import type { CachedLayer, LayerStore } from './layer-cache';
@@ -16,6 +17,12 @@ export interface LayerDeps {
   onLayerPacked?: (bytes: number) => void;
   /** Called for every layer found in the layer cache instead of packed. */
   onLayerCacheHit?: () => void;
+  /**
+   * The storage collector's use records: a cache hit and a packed layer
+   * (before its move) are recorded, and wait while the collector is deleting
+   * that blob (see `collect/collector.ts`). None in tests without Redis.
+   */
+  usage?: Pick<StorageUsage, 'use'>;
 }
 
 /** The key of a layer: a hash of its sorted store paths (same paths -> same key on any worker). */
@@ -23,10 +30,16 @@ export function layerKey(paths: readonly string[]): string {
   return createHash('sha256').update([...paths].sort().join('\n')).digest('hex');
 }
 
-/** The cached layer for `key` when its blob is really in storage (counted as a cache hit), else null. */
-async function cachedLayer(deps: LayerDeps, key: string): Promise<CachedLayer | null> {
+/**
+ * The cached layer for `key` when its blob is really in storage (counted as a
+ * cache hit), else null. The use is recorded before the blob is looked at, so
+ * the collector cannot delete it after the look.
+ */
+async function cachedLayer(deps: LayerDeps, key: string, signal: AbortSignal): Promise<CachedLayer | null> {
   const cached = await deps.layerCache.get(key);
-  if (!cached || !(await deps.storage.stat(blobKey(cached.digest)))) return null;
+  if (!cached) return null;
+  await deps.usage?.use([cached.digest], { signal });
+  if (!(await deps.storage.stat(blobKey(cached.digest)))) return null;
   deps.onLayerCacheHit?.();
   return cached;
 }
@@ -43,7 +56,7 @@ export async function ensureLayer(
 ): Promise<{ layer: CachedLayer; packed: boolean }> {
   for (;;) {
     signal.throwIfAborted();
-    const cached = await cachedLayer(deps, key);
+    const cached = await cachedLayer(deps, key, signal);
     if (cached) return { layer: cached, packed: false };
     const lock = await deps.layerCache.tryLock(key);
     if (!lock) {
@@ -51,13 +64,15 @@ export async function ensureLayer(
       continue;
     }
     try {
-      const again = await cachedLayer(deps, key);
+      const again = await cachedLayer(deps, key, signal);
       if (again) return { layer: again, packed: false };
       const { stream, done } = compressAndHash(makeTar());
       const onAbort = () => stream.destroy(new Error('build aborted'));
       signal.addEventListener('abort', onAbort, { once: true });
       try {
-        const blob = await putStaged(deps.storage, stream, blobKey, MediaTypes.dockerLayer);
+        const usage = deps.usage;
+        const beforeMove = usage ? (d: string) => usage.use([d], { signal }) : undefined;
+        const blob = await putStaged(deps.storage, stream, blobKey, MediaTypes.dockerLayer, beforeMove ? { beforeMove } : {});
         const { diffId } = await done;
         const layer: CachedLayer = { digest: blob.digest, diffId, size: blob.size };
         await deps.layerCache.put(key, layer);

@@ -3,7 +3,7 @@ import { MediaTypes } from '../core/media-types';
 import type { BuildJobData } from '../jobs';
 import type { Logger } from '../infra/logger';
 import type { PublishedImage } from '../protocol';
-import type { BuildStatusStore, ManifestCache } from '../records';
+import type { BuildStatusStore, ManifestCache, StorageUsage } from '../records';
 import { blobKey, manifestKey, putStaged, type StorageDriver } from '../storage';
 import type { BuiltImage } from './build-image';
 
@@ -12,11 +12,16 @@ export interface PublishDeps {
   storage: StorageDriver;
   status: Pick<BuildStatusStore, 'recordSuccess'>;
   manifests: Pick<ManifestCache, 'put'>;
+  /** The storage collector's records: publishing counts as a pull of the manifest and a use of each blob (none in tests without Redis). */
+  usage?: Pick<StorageUsage, 'use'>;
   log: Logger;
 }
 
 /**
  * Publishes a built image, in this order:
+ * 0. usage: the manifest counts as pulled and its blobs as used now (waiting
+ *    while the storage collector is deleting one of them: it is written
+ *    again after), so the collector keeps what is published;
  * 1. storage: the image config and the manifest as blobs (the manifest under
  *    `manifests/<hex>` too, so it can be fetched by digest);
  * 2. status: the build record and the image's layer facts for the web page
@@ -27,6 +32,7 @@ export interface PublishDeps {
  */
 export async function publishImage(deps: PublishDeps, job: BuildJobData, built: BuiltImage, durationMs: number): Promise<PublishedImage> {
   const { config, manifest } = built.documents;
+  await deps.usage?.use([config.digest, ...built.layers.map((l) => l.digest)], { pulled: manifest.digest });
   await putStaged(deps.storage, Readable.from([Buffer.from(config.body)]), blobKey, MediaTypes.dockerConfig);
   await putStaged(deps.storage, Readable.from([Buffer.from(manifest.body)]), manifestKey, manifest.mediaType);
   const image: PublishedImage = {

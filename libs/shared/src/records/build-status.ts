@@ -116,6 +116,12 @@ export class BuildStatusStore {
     await m.exec();
   }
 
+  /** Drops the layer facts of collected images and the image sets of collected layers (the storage collector). */
+  async forget(manifestDigests: Iterable<string>, layerDigests: Iterable<string>): Promise<void> {
+    const keys = [...[...manifestDigests].map((d) => this.keys.statusImage(d)), ...[...layerDigests].map((d) => this.keys.statusLayerUsers(d))];
+    if (keys.length > 0) await this.redis.del(...keys);
+  }
+
   /** Records a failed attempt (the message is trimmed to its tail). */
   async recordFailure(rec: FailureRecord): Promise<void> {
     const f = rec.failure;

@@ -1,8 +1,10 @@
 /**
  * records: state the cluster keeps about built images, in Redis: the
  * manifest cache (memory in front of Redis) and the build status store
- * (recent builds and failures, per-image layer facts).
+ * (recent builds and failures, per-image layer facts), and the storage
+ * collector's records (pulls, blob uses, deletion claims: `usage.ts`).
  * Never imports config, BullMQ, storage or the pipeline.
  */
 export * from './build-status';
 export * from './manifest-cache';
+export * from './usage';

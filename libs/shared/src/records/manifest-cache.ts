@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Failed } from '../core/failure';
 import type { PublishedImage } from '../protocol/image-documents';
-import type { RedisKeys } from '../infra/redis';
+import { type RedisKeys, deleteMatching } from '../infra/redis';
 
 /** A cached manifest: the published image, everything needed to answer a manifest request. */
 export type CachedManifest = PublishedImage;
@@ -10,7 +10,9 @@ export type CachedManifest = PublishedImage;
  * Manifests by build key and by digest, in Redis (shared by every gateway)
  * with a small in-process LRU in front, so warm pulls touch neither Nix nor storage.
  * Entries never go stale: a build key pins the source revision, system and
- * packages, so it always names the same image.
+ * packages, so it always names the same image; but the storage collector
+ * drops the manifests whose blobs it deleted (`drop`, and `forget` in every
+ * other process, told over Redis pub/sub), so the next pull builds again.
  */
 export class ManifestCache {
   private readonly memory = new Map<string, CachedManifest>();
@@ -54,6 +56,28 @@ export class ManifestCache {
     this.remember(this.keys.manifestByDigest(m.digest), m);
   }
 
+  /**
+   * Drops manifests (by digest) from Redis, under their digest and every
+   * build key naming them, and from this process's memory. For the storage
+   * collector: it scans every build-key entry.
+   */
+  async drop(digests: ReadonlySet<string>): Promise<void> {
+    if (digests.size === 0) return;
+    await this.redis.del(...[...digests].map((d) => this.keys.manifestByDigest(d)));
+    await deleteMatching(this.redis, this.keys.manifestByBuild('*'), (v) => digests.has(digestOf(v)));
+    this.forget(digests);
+  }
+
+  /** Forgets manifests (by digest) in this process's memory only (another process collected them). */
+  forget(digests: ReadonlySet<string>): void {
+    for (const [k, m] of this.memory) if (digests.has(m.digest)) this.memory.delete(k);
+  }
+
+  /** Forgets everything in memory (after missing collection news, e.g. a lost subscription). */
+  forgetAll(): void {
+    this.memory.clear();
+  }
+
   private async lookup(key: string, whenRedisDown: 'throw' | 'miss'): Promise<CachedManifest | null> {
     const mem = this.memory.get(key);
     if (mem) {
@@ -80,6 +104,15 @@ export class ManifestCache {
       const oldest = this.memory.keys().next().value;
       if (oldest !== undefined) this.memory.delete(oldest);
     }
+  }
+}
+
+/** The digest a cached entry names ('' when it does not parse). */
+function digestOf(raw: string): string {
+  try {
+    return String((JSON.parse(raw) as { digest?: unknown }).digest ?? '');
+  } catch {
+    return '';
   }
 }
 

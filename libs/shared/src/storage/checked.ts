@@ -1,5 +1,5 @@
 import { Failed } from '../core/failure';
-import type { StorageDriver, StorageKey } from './driver';
+import type { ListPrefix, StorageDriver, StorageKey, StoredObject } from './driver';
 import { isValidKey } from './keys';
 
 /**
@@ -26,11 +26,16 @@ function full(err: unknown): never {
   throw err;
 }
 
+/** A driver's listing, keeping only keys of the shapes `keys.ts` makes under `prefix` (anything else is not ours to collect). */
+async function* listed(d: StorageDriver, prefix: ListPrefix): AsyncIterable<StoredObject> {
+  for await (const o of d.list(prefix)) if (o.key.startsWith(prefix) && isValidKey(o.key)) yield o;
+}
+
 /**
  * The one wrapper every driver goes through: each key is checked against the
  * shapes `keys.ts` makes (`InvalidStorageKeyError` otherwise) before the
  * driver sees it, and a full disk on write or move becomes a `storage_full`
- * failure.
+ * failure. A listing holds only keys of those shapes.
  */
 export function checkedDriver(d: StorageDriver): StorageDriver {
   return {
@@ -42,6 +47,7 @@ export function checkedDriver(d: StorageDriver): StorageDriver {
     delete: async (key) => d.delete(check(key)),
     ping: () => d.ping(),
     removeStaging: (olderThan) => d.removeStaging(olderThan),
+    list: (prefix) => listed(d, prefix),
     ...(d.redirectUrl ? { redirectUrl: async (key: StorageKey) => d.redirectUrl!(check(key)) } : {}),
   };
 }

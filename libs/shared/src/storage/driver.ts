@@ -19,6 +19,17 @@ export interface ObjectInfo {
   contentType?: string;
 }
 
+/** One stored object, as `list` gives it. */
+export interface StoredObject {
+  key: StorageKey;
+  size: number;
+  /** When the object was last written (filesystem: mtime; GCS: `updated`). */
+  updated: Date;
+}
+
+/** The key prefixes `list` walks: one per key shape of `keys.ts`. */
+export type ListPrefix = 'layers/' | 'manifests/' | 'staging/';
+
 /** A readable object, or a slice of it when a range was asked for. */
 export interface ObjectReader {
   stream: Readable;
@@ -56,6 +67,13 @@ export interface StorageDriver {
    * sweeper (`startStagingSweeper`) with a cutoff well past any write in progress.
    */
   removeStaging(olderThan: Date): Promise<{ removed: number }>;
+  /**
+   * Every complete object whose key starts with `prefix`, with its size and
+   * last write time, in no particular order (storage garbage collection, the
+   * `collect` room). Only keys of the shapes `keys.ts` makes; never a partial
+   * file of a write in progress. A prefix with no objects gives nothing.
+   */
+  list(prefix: ListPrefix): AsyncIterable<StoredObject>;
   /** Checks that the backend is reachable (for /readyz). */
   ping(): Promise<void>;
 }

@@ -29,6 +29,8 @@ const PARTIAL = /\.partial-[0-9a-f]+$/;
  * - No `redirectUrl`: the gateway streams the file itself (with ranges).
  * - `removeStaging` removes old files under `staging/` and old
  *   `*.partial-*` files of interrupted writes beside any key.
+ * - `list` reads one key directory (`updated` is the file's mtime, which a
+ *   `move` keeps: the time the bytes were written); partial files are skipped.
  *
  * `root` need not exist yet: it and the key directories are created on demand.
  */
@@ -129,6 +131,22 @@ export function createFilesystemDriver(root: string): StorageDriver {
         }
       }
       return { removed };
+    },
+
+    async *list(prefix) {
+      const dir = prefix.slice(0, -1);
+      let names: string[];
+      try {
+        names = await readdir(path.join(base, dir));
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) return;
+        throw err;
+      }
+      for (const n of names) {
+        if (PARTIAL.test(n)) continue;
+        const st = await lstat(path.join(base, dir, n)).catch(() => null);
+        if (st?.isFile()) yield { key: `${prefix}${n}` as StorageKey, size: st.size, updated: st.mtime };
+      }
     },
 
     async ping() {

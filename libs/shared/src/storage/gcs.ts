@@ -51,6 +51,8 @@ function statusOf(err: unknown): number | undefined {
  *   when the request completes.
  * - `move` is a server-side copy then delete; the target appears whole.
  * - `ping` lists at most one object, without retries, within 5 s.
+ * - `list` pages through the bucket listing (`updated` is the object's
+ *   `updated` time: a `move` makes a new object, so the time of the move).
  * - `redirectUrl` gives a V4 signed URL (GET, `signedUrlTtlSeconds`) when
  *   `signedUrls` is set and the credentials can sign, else the public URL
  *   `<endpoint>/<bucket>/<key>`. With STORAGE_EMULATOR_HOST set (tests),
@@ -154,6 +156,16 @@ export function createGcsDriver(opts: GcsDriverOptions): StorageDriver {
         removed++;
       }
       return { removed };
+    },
+
+    async *list(prefix) {
+      for (let pageToken: string | undefined, first = true; first || pageToken; first = false) {
+        const [files, next] = await bucket.getFiles({ prefix, autoPaginate: false, maxResults: 1000, ...(pageToken ? { pageToken } : {}) });
+        for (const f of files) {
+          yield { key: f.name as StorageKey, size: Number(f.metadata.size ?? 0), updated: new Date(String(f.metadata.updated ?? f.metadata.timeCreated ?? 0)) };
+        }
+        pageToken = (next as { pageToken?: string } | null)?.pageToken;
+      }
     },
 
     async ping() {
