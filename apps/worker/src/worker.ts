@@ -10,6 +10,8 @@ import {
   type ProcessDeps,
   buildQueueName,
   checkNixBuilds,
+  errorText,
+  logThrottle,
   nixPreparation,
   redisKeys,
   startStagingSweeper,
@@ -68,6 +70,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     redis,
     keys,
     log,
+    logRepeatMs: config.logRepeatSeconds * 1000,
   });
 
   const shutdown = new GracefulShutdown(log);
@@ -82,8 +85,10 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
         maxStalledCount: 2,
       }),
   );
+  // BullMQ retries what failed (a Redis refusing writes fails every poll): one line per interval per error.
+  const workerErrors = logThrottle(log, config.logRepeatSeconds * 1000);
   for (const w of workers) {
-    w.on('error', (err) => log.error({ err }, 'worker error'));
+    w.on('error', (err) => workerErrors.log('error', errorText(err), { err }, 'worker error'));
   }
   // Staging leftovers of writes that died before their move (issue 11): at start-up, then periodically.
   const sweeper = startStagingSweeper(deps.storage, {
@@ -99,6 +104,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     close: async () => {
       await shutdown.close(workers, config.workerGraceSeconds * 1000);
       await sweeper.stop();
+      workerErrors.flush();
     },
     nixHealth: () => nixHealth.ensure(),
   };

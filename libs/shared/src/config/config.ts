@@ -86,6 +86,8 @@ export interface Config {
   stagingMaxAgeSeconds: number;
   /** Seconds between a worker's staging sweeps; the first runs at start-up (NIXERY_STAGING_SWEEP_INTERVAL, default 300). */
   stagingSweepSeconds: number;
+  /** Seconds an identical repeated error is counted before one "repeated N times" line (NIXERY_LOG_REPEAT_INTERVAL, default 60; issue 11). */
+  logRepeatSeconds: number;
   // --- end cluster ---
   // --- popularity job (issue 4) ---
   /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
@@ -145,6 +147,7 @@ const EnvSchema = z.object({
   NIXERY_GATEWAY_GRACE: z.coerce.number().int().min(0).max(3600).optional(),
   NIXERY_STAGING_MAX_AGE: int(600, 1),
   NIXERY_STAGING_SWEEP_INTERVAL: int(300, 1),
+  NIXERY_LOG_REPEAT_INTERVAL: int(60, 1, 3600),
   // popularity job (issue 4)
   NIXERY_POPCOUNT_SCHEDULE: z.string().default(DEFAULT_POPCOUNT_SCHEDULE),
   NIXERY_POPCOUNT_CACHE_URL: z.string().url().default('https://cache.nixos.org'),
@@ -269,6 +272,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     gatewayGraceSeconds: e.NIXERY_GATEWAY_GRACE ?? e.NIXERY_WORKER_GRACE,
     stagingMaxAgeSeconds: e.NIXERY_STAGING_MAX_AGE,
     stagingSweepSeconds: e.NIXERY_STAGING_SWEEP_INTERVAL,
+    logRepeatSeconds: e.NIXERY_LOG_REPEAT_INTERVAL,
     popcount: popcountConfig(e), // issue 4
     workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
     admin: { user: e.NIXERY_ADMIN_USER, ...(e.NIXERY_ADMIN_PASSWORD ? { password: e.NIXERY_ADMIN_PASSWORD } : {}) }, // issue 6
