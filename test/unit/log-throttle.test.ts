@@ -57,4 +57,13 @@ describe('log throttle', () => {
     await sleep(10);
     assert.deepEqual(lines.map((l) => l.msg), ['a failed', 'b failed', 'c failed', 'a failed (repeated 2 times in 1 s)']);
   });
+
+  it("writes through a request's or job's own logger when given one (its bindings stay on the line and on the count)", () => {
+    const { lines, log } = capture();
+    const t = logThrottle(log, 60_000);
+    t.log('error', 'full', {}, 'build failed', log.child({ job: 1 }));
+    t.log('error', 'full', {}, 'build failed', log.child({ job: 2 }));
+    t.flush();
+    assert.deepEqual(lines.map((l) => [l.msg, l.job]), [['build failed', 1], ['build failed (repeated 1 times in 1 s)', 2]]);
+  });
 });

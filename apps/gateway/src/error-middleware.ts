@@ -18,10 +18,11 @@ export function errorMiddleware(log: Logger, repeatMs?: number) {
     } catch (err) {
       const failure = failureOf(err) ?? redisRefusal(err);
       const e = err instanceof RegistryError ? err : failure ? registryErrorFor(failure) : new RegistryError('UNKNOWN');
-      if (!(err instanceof RegistryError) && !failure) lines.log('error', `unhandled ${String(err)}`, { err, path: ctx.path }, 'unhandled error');
+      const reqLog = (ctx.state.log as Logger | undefined) ?? log;
+      if (!(err instanceof RegistryError) && !failure) lines.log('error', `unhandled ${String(err)}`, { err, path: ctx.path }, 'unhandled error', reqLog);
       else if (failure && e.status >= 500) {
         const cause = describeFailure(failure);
-        lines.log('warn', `${failure.kind} ${cause}`, { failure: failure.kind, cause, status: e.status, path: ctx.path }, 'request failed');
+        lines.log('warn', `${failure.kind} ${cause}`, { failure: failure.kind, cause, status: e.status }, 'request failed', reqLog);
       }
       ctx.status = e.status;
       for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);

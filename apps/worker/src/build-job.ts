@@ -74,8 +74,7 @@ export function buildJobRunner(deps: BuildJobDeps) {
     metrics.buildsFailed.inc({ reason: failure.kind });
     await bump('builds_failed');
     const cause = describeFailure(failure);
-    const fields = { jobId: job.id, image: job.data.image.name, tag: job.data.image.tag, buildKey: job.data.buildKey, failure, cause, transient };
-    failedLines.log(MACHINE.has(failure.kind) ? 'error' : 'warn', `${failure.kind} ${cause}`, fields, 'build failed');
+    failedLines.log(MACHINE.has(failure.kind) ? 'error' : 'warn', `${failure.kind} ${cause}`, { failure, cause, transient }, 'build failed', jlog);
     await deps.statusRec.failed(job, failure, transient, Date.now() - started); // web page (issue 6)
     if (transient && job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw new Error(describeFailure(failure));
     return { ok: false, failure: encodeFailure(failure) };

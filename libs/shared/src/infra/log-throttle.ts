@@ -17,13 +17,18 @@ export const LOG_REPEAT_INTERVAL_MS = 60_000;
  * hold the process open.
  */
 export interface LogThrottle {
-  /** Logs `msg` under `key` (identical errors share a key), or counts it when its window is open. */
-  log(level: ThrottledLevel, key: string, fields: Record<string, unknown>, msg: string): void;
+  /**
+   * Logs `msg` under `key` (identical errors share a key), or counts it when
+   * its window is open. `via` (a request's or job's child logger) writes the
+   * line instead of the throttle's logger; the count goes through the latest `via`.
+   */
+  log(level: ThrottledLevel, key: string, fields: Record<string, unknown>, msg: string, via?: Logger): void;
   /** Writes the pending "repeated" lines now and closes every window. */
   flush(): void;
 }
 
 interface Window {
+  via: Logger;
   level: ThrottledLevel;
   fields: Record<string, unknown>;
   msg: string;
@@ -43,21 +48,22 @@ export function logThrottle(log: Logger, intervalMs: number = LOG_REPEAT_INTERVA
     clearTimeout(w.timer);
     if (w.repeated === 0) return;
     const seconds = Math.max(1, Math.round((Date.now() - w.opened) / 1000));
-    log[w.level]({ ...w.fields, repeated: w.repeated }, `${w.msg} (repeated ${w.repeated} times in ${seconds} s)`);
+    w.via[w.level]({ ...w.fields, repeated: w.repeated }, `${w.msg} (repeated ${w.repeated} times in ${seconds} s)`);
   };
 
   return {
-    log(level, key, fields, msg) {
+    log(level, key, fields, msg, via = log) {
       const w = open.get(key);
       if (w) {
         w.repeated++;
-        w.fields = fields; // the latest occurrence's fields (job id, ...) go with the count
+        w.fields = fields; // the latest occurrence's fields and logger (job id, ...) go with the count
+        w.via = via;
         return;
       }
-      log[level](fields, msg);
+      via[level](fields, msg);
       const timer = setTimeout(() => close(key), intervalMs);
       timer.unref();
-      open.set(key, { level, fields, msg, repeated: 0, opened: Date.now(), timer });
+      open.set(key, { via, level, fields, msg, repeated: 0, opened: Date.now(), timer });
     },
     flush() {
       for (const key of [...open.keys()]) close(key);
