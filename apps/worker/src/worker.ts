@@ -65,7 +65,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     },
     publish: { storage: deps.storage, status, manifests: new ManifestCache(redis, keys) },
     nixHealth,
-    statusRec: buildStatusRecorder(status, log), // recent failures for the web page (issue 6)
+    statusRec: buildStatusRecorder(status, log, config.logRepeatSeconds * 1000), // recent failures for the web page (issue 6)
     metrics,
     redis,
     keys,
