@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
 import { MANIFEST_ACCEPT, type NixeryInstance, REPO, startNixery } from '../helpers/nixery';
-import { type PackageSetCopy, copyPackageSet } from '../helpers/pkgset';
+import { type PackageSetCopy, busyboxPackage, copyPackageSet } from '../helpers/pkgset';
 import { waitFor } from '../helpers/proc';
 
 const CHROMIUM_ARGS = [
@@ -31,13 +31,7 @@ const CHROMIUM_ARGS = [
 ];
 const HOSTILE_IMG = '<img src=x onerror=alert(1)>';
 const HOSTILE_SCRIPT = '</pre><script>alert(2)</script>';
-const EVIL_ATTRS = `
-  evil = derivation {
-    name = "evil-1.0";
-    inherit system;
-    builder = "/bin/busybox";
-    args = [ "sh" "-c" "echo '${HOSTILE_IMG}' >&2; echo '${HOSTILE_SCRIPT}' >&2; exit 1" ];
-  };`;
+const EVIL_ATTRS = busyboxPackage('evil', 'evil-1.0', `echo '${HOSTILE_IMG}' >&2; echo '${HOSTILE_SCRIPT}' >&2; exit 1`);
 
 const shot = (page: Page, name: string) =>
   page.screenshot({ path: path.join(REPO, 'test-artifacts', `web-${name}.png`), fullPage: true });

@@ -40,3 +40,14 @@ export async function copyPackageSet(opts: { slowSeconds?: number; extraAttrs?: 
     remove: () => rm(root, { recursive: true, force: true }),
   };
 }
+
+/** Nix text of a package set attribute `attr` built by busybox's sh running `script` (for `extraAttrs`). */
+export function busyboxPackage(attr: string, name: string, script: string): string {
+  return `
+  ${attr} = derivation {
+    name = "${name}";
+    inherit system;
+    builder = "/bin/busybox";
+    args = [ "sh" "-c" "${script}" ];
+  };`;
+}

@@ -12,7 +12,7 @@ import { Failed, type Failure, failureOf, withTimeout } from '../../libs/shared/
 import { ReplyError } from 'ioredis';
 import { redisRefusal } from '../../libs/shared/src/infra/redis';
 import { FAILURE_CODES, decodeFailure, encodeFailure } from '../../libs/shared/src/jobs/failure-codec';
-import { InvalidStorageKeyError, type StorageDriver, type StorageKey, checkedDriver, stagingKey } from '../../libs/shared/src/storage';
+import { InvalidStorageKeyError, type StorageDriver, type StorageKey, checkedDriver, stagingKey, storageFailure } from '../../libs/shared/src/storage';
 
 /** One example of every failure kind. */
 const EXAMPLES: Failure[] = [
@@ -23,6 +23,7 @@ const EXAMPLES: Failure[] = [
   { kind: 'nix_failed', message: 'unable to download', transient: true },
   { kind: 'nix_unavailable', cause: 'build users missing', hint: 'run as root' },
   { kind: 'storage_full', message: 'ENOSPC /data/layers' },
+  { kind: 'storage_unavailable', backend: 'gcs', cause: 'HTTP 503: Service Unavailable' },
   { kind: 'state_unavailable', what: 'its Redis' },
   { kind: 'state_unavailable', what: 'its Redis', refusal: 'MISCONF' },
   { kind: 'timeout', what: 'the image build', ms: 300_000 },
@@ -133,5 +134,33 @@ describe('storage: one wrapper for every driver', () => {
     const f = failureOf(err);
     assert.equal(f?.kind, 'storage_full');
     assert.equal(registryErrorFor(f!).status, 503);
+  });
+
+  it('a backend error is the failure it means, with its cause and no path: errno codes and cloud HTTP statuses', () => {
+    const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
+    const status = (code: number, message: string) => Object.assign(new Error(message), { code });
+    const cases: [unknown, Failure | null][] = [
+      [errno('ENOSPC', "ENOSPC: no space left on device, open '/data/layers/x.partial-1'"), { kind: 'storage_full', message: 'ENOSPC: no space left on device' }],
+      [errno('EDQUOT', 'EDQUOT: disk quota exceeded, write'), { kind: 'storage_full', message: 'EDQUOT: disk quota exceeded' }],
+      [errno('EIO', "EIO: i/o error, write"), { kind: 'storage_unavailable', backend: 'filesystem', cause: 'EIO: i/o error' }],
+      [errno('EROFS', "EROFS: read-only file system, open '/secret/staging/x'"), { kind: 'storage_unavailable', backend: 'filesystem', cause: 'EROFS: read-only file system' }],
+      [errno('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:4443'), { kind: 'storage_unavailable', backend: 'filesystem', cause: 'ECONNREFUSED' }],
+      [status(503, 'Service Unavailable'), { kind: 'storage_unavailable', backend: 'filesystem', cause: 'HTTP 503: Service Unavailable' }],
+      [status(429, 'rate limit'), { kind: 'storage_unavailable', backend: 'filesystem', cause: 'HTTP 429: rate limit' }],
+      [status(403, 'forbidden'), { kind: 'storage_unavailable', backend: 'filesystem', cause: 'HTTP 403: forbidden' }],
+      [errno('ERR_STREAM_PREMATURE_CLOSE', 'Premature close'), null],
+      [new Error('short write'), null],
+      [new InvalidStorageKeyError('../x'), null],
+    ];
+    for (const [err, want] of cases) {
+      const f = storageFailure(err, 'filesystem');
+      assert.deepEqual(f, want, String(err));
+      if (f) {
+        const e = registryErrorFor(f);
+        assert.equal(e.status, 503);
+        assert.ok(!JSON.stringify(e.toBody()).includes('/secret'), 'no path reaches a client');
+        assert.match(JSON.stringify(e.detail), new RegExp(f.kind === 'storage_full' ? f.message : (f as { cause: string }).cause));
+      }
+    }
   });
 });

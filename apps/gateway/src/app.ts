@@ -97,7 +97,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
       reqLog.debug({ status: ctx.status, ms: Math.round(seconds * 1000) }, 'request');
     }
   });
-  app.use(errorMiddleware(log));
+  app.use(errorMiddleware(log, config.logRepeatSeconds * 1000));
   app.use(async (ctx, next) => {
     if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, stopping: drain.signal }))) await next();
   });

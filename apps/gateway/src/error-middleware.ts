@@ -1,4 +1,4 @@
-import { RegistryError, type Logger, failureOf, redisRefusal } from '@nixery/shared';
+import { RegistryError, type Logger, describeFailure, failureOf, logThrottle, redisRefusal } from '@nixery/shared';
 import type { Context, Next } from 'koa';
 import { registryErrorFor } from './failures';
 
@@ -6,16 +6,24 @@ import { registryErrorFor } from './failures';
  * Registered first: turns thrown RegistryErrors, and domain failures through
  * the failure table (also Redis refusing writes: `redisRefusal`), into the spec's JSON body with its status and
  * Content-Type; anything else is logged and answered as a 500 that shows no
- * internals.
+ * internals. A failure of the machine (a 503: storage, Redis, Nix, ...) is a
+ * warning naming its cause; both go through a throttle, so a cause that fails
+ * every request is one line per `repeatMs` (default 60 s) with a count.
  */
-export function errorMiddleware(log: Logger) {
+export function errorMiddleware(log: Logger, repeatMs?: number) {
+  const lines = logThrottle(log, repeatMs);
   return async (ctx: Context, next: Next): Promise<void> => {
     try {
       await next();
     } catch (err) {
       const failure = failureOf(err) ?? redisRefusal(err);
       const e = err instanceof RegistryError ? err : failure ? registryErrorFor(failure) : new RegistryError('UNKNOWN');
-      if (!(err instanceof RegistryError) && !failure) log.error({ err, path: ctx.path }, 'unhandled error');
+      const reqLog = (ctx.state.log as Logger | undefined) ?? log;
+      if (!(err instanceof RegistryError) && !failure) lines.log('error', `unhandled ${String(err)}`, { err, path: ctx.path }, 'unhandled error', reqLog);
+      else if (failure && e.status >= 500) {
+        const cause = describeFailure(failure);
+        lines.log('warn', `${failure.kind} ${cause}`, { failure: failure.kind, cause, status: e.status }, 'request failed', reqLog);
+      }
       ctx.status = e.status;
       for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
       ctx.set('Docker-Distribution-API-Version', 'registry/2.0');

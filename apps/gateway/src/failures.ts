@@ -20,7 +20,9 @@ const TABLE: { [K in FailureKind]: Row<K> } = {
     new RegistryError('UNAVAILABLE', 'the build environment is broken: Nix cannot build', { cause: f.cause, hint: f.hint }, { 'Retry-After': '60' }),
   source_unavailable: (f) =>
     new RegistryError('UNAVAILABLE', `cannot resolve the package source (${f.source}); retry later`, { source: f.source, error: f.error }, { 'Retry-After': '5' }),
-  storage_full: () => new RegistryError('UNAVAILABLE', 'the registry storage is full; try again later', undefined, { 'Retry-After': '60' }),
+  storage_full: (f) => new RegistryError('UNAVAILABLE', 'the registry storage is full; try again later', { cause: f.message }, { 'Retry-After': '60' }),
+  storage_unavailable: (f) =>
+    new RegistryError('UNAVAILABLE', 'the registry storage failed; try again later', { backend: f.backend, cause: f.cause }, { 'Retry-After': '30' }),
   state_unavailable: (f) =>
     f.refusal
       ? new RegistryError('UNAVAILABLE', `${f.what} refuses writes (${f.refusal}); try again later`, { refusal: f.refusal }, { 'Retry-After': '30' })

@@ -6,6 +6,8 @@ import {
   type PopularityMeta,
   type ProcessDeps,
   type SourceResolver,
+  errorText,
+  logThrottle,
   popcountResolver,
   popcountKeys,
   readPopularityMeta,
@@ -86,7 +88,8 @@ export async function startPopcountScheduler(deps: ProcessDeps): Promise<Popcoun
     prefix: config.redisPrefix,
     concurrency: 1,
   });
-  worker.on('error', (err) => plog.error({ err }, 'popcount worker error'));
+  const workerErrors = logThrottle(plog, config.logRepeatSeconds * 1000); // one line per interval per repeated error
+  worker.on('error', (err) => workerErrors.log('error', errorText(err), { err }, 'popcount worker error'));
 
   // With an interval, a new scheduler's first tick runs at once: that is the start-up run.
   const existed = (await queue.getJobScheduler(POPCOUNT_SCHEDULER_ID)) !== undefined;

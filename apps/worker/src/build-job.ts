@@ -15,7 +15,9 @@ import {
   describeFailure,
   encodeFailure,
   failureOf,
+  logThrottle,
   publishImage,
+  redisRefusal,
 } from '@nixery/shared';
 import type { Job } from 'bullmq';
 import type { BuildStatusRecorder } from './status-hooks';
@@ -30,12 +32,23 @@ export interface BuildJobDeps {
   redis: Redis;
   keys: RedisKeys;
   log: Logger;
+  /** Window of the "build failed" lines' throttle, in ms (NIXERY_LOG_REPEAT_INTERVAL; default 60 s). */
+  logRepeatMs?: number;
 }
 
 /** Failures a retry may fix; thrown (BullMQ retries) while attempts are left. */
 function isTransient(f: Failure): boolean {
-  return (f.kind === 'nix_failed' && f.transient) || f.kind === 'state_unavailable' || f.kind === 'timeout' || f.kind === 'internal';
+  return (
+    (f.kind === 'nix_failed' && f.transient) ||
+    f.kind === 'state_unavailable' ||
+    f.kind === 'storage_unavailable' ||
+    f.kind === 'timeout' ||
+    f.kind === 'internal'
+  );
 }
+
+/** The machine's failures (storage, Redis, Nix itself), logged at error level; an image's own failures are warnings. */
+const MACHINE: ReadonlySet<Failure['kind']> = new Set(['storage_full', 'storage_unavailable', 'state_unavailable', 'nix_unavailable']);
 
 /** The machine's failure, not the image's: Nix cannot build at all. Not retried; the client gets 503 naming the cause. */
 function nixUnavailable(h: Extract<NixHealth, { ok: false }>): Failure {
@@ -52,13 +65,16 @@ function nixUnavailable(h: Extract<NixHealth, { ok: false }>): Failure {
 export function buildJobRunner(deps: BuildJobDeps) {
   const { metrics, redis, keys } = deps;
   const bump = (stat: Parameters<typeof bumpClusterStat>[2]) => bumpClusterStat(redis, keys, stat).catch(() => undefined);
+  // Identical failures of many jobs (a full disk fails every build) are one line per interval with a count.
+  const failedLines = logThrottle(deps.log, deps.logRepeatMs);
 
   /** Ends a job with its failure: metrics, status record, then retry (thrown) or the encoded failure (returned). */
   const fail = async (job: Job<BuildJobData, BuildJobResult>, jlog: Logger, failure: Failure, started: number): Promise<BuildJobResult> => {
     const transient = isTransient(failure);
     metrics.buildsFailed.inc({ reason: failure.kind });
     await bump('builds_failed');
-    jlog.warn({ failure, transient }, 'build failed');
+    const cause = describeFailure(failure);
+    failedLines.log(MACHINE.has(failure.kind) ? 'error' : 'warn', `${failure.kind} ${cause}`, { failure, cause, transient }, 'build failed', jlog);
     await deps.statusRec.failed(job, failure, transient, Date.now() - started); // web page (issue 6)
     if (transient && job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw new Error(describeFailure(failure));
     return { ok: false, failure: encodeFailure(failure) };
@@ -117,7 +133,7 @@ export function buildJobRunner(deps: BuildJobDeps) {
       failure = outcome.failure;
     } catch (err) {
       if (abort.aborted) throw err;
-      failure = failureOf(err) ?? { kind: 'internal', message: err instanceof Error ? err.message : String(err) };
+      failure = failureOf(err) ?? redisRefusal(err) ?? { kind: 'internal', message: err instanceof Error ? err.message : String(err) };
     }
     // Cancelled by a shutdown: not a build failure (GracefulShutdown hands the job back).
     if (abort.aborted) throw new Error('build cancelled');

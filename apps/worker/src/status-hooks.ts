@@ -1,4 +1,4 @@
-import type { BuildJobData, BuildStatusStore, Failure, Logger } from '@nixery/shared';
+import { type BuildJobData, type BuildStatusStore, type Failure, type Logger, errorText, logThrottle } from '@nixery/shared';
 import type { Job } from 'bullmq';
 
 /** Records failed build attempts for the web page. Never throws. (Successes are recorded by publishImage.) */
@@ -7,8 +7,10 @@ export interface BuildStatusRecorder {
 }
 
 /** The worker's side of `BuildStatusStore` for failures: turns a job and its failure into a record. */
-export function buildStatusRecorder(store: Pick<BuildStatusStore, 'recordFailure'>, log: Logger): BuildStatusRecorder {
-  const warn = (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not record build status');
+export function buildStatusRecorder(store: Pick<BuildStatusStore, 'recordFailure'>, log: Logger, repeatMs?: number): BuildStatusRecorder {
+  // Redis refusing writes fails every job's record the same way: one line per interval with a count.
+  const lines = logThrottle(log, repeatMs);
+  const warn = (err: unknown) => lines.log('warn', errorText(err), { err: errorText(err) }, 'could not record build status');
   return {
     failed: (job, failure, transient, durationMs) =>
       store

@@ -10,6 +10,8 @@ import {
   type ProcessDeps,
   buildQueueName,
   checkNixBuilds,
+  errorText,
+  logThrottle,
   nixPreparation,
   redisKeys,
   startStagingSweeper,
@@ -68,11 +70,12 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     },
     publish: { storage: deps.storage, status, manifests: new ManifestCache(redis, keys), usage },
     nixHealth,
-    statusRec: buildStatusRecorder(status, log), // recent failures for the web page (issue 6)
+    statusRec: buildStatusRecorder(status, log, config.logRepeatSeconds * 1000), // recent failures for the web page (issue 6)
     metrics,
     redis,
     keys,
     log,
+    logRepeatMs: config.logRepeatSeconds * 1000,
   });
 
   const shutdown = new GracefulShutdown(log);
@@ -87,8 +90,10 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
         maxStalledCount: 2,
       }),
   );
+  // BullMQ retries what failed (a Redis refusing writes fails every poll): one line per interval per error.
+  const workerErrors = logThrottle(log, config.logRepeatSeconds * 1000);
   for (const w of workers) {
-    w.on('error', (err) => log.error({ err }, 'worker error'));
+    w.on('error', (err) => workerErrors.log('error', errorText(err), { err }, 'worker error'));
   }
   // Staging leftovers of writes that died before their move (issue 11): at start-up, then periodically.
   const sweeper = startStagingSweeper(deps.storage, {
@@ -107,6 +112,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
       await shutdown.close(workers, config.workerGraceSeconds * 1000);
       await sweeper.stop();
       await storeGc.stop();
+      workerErrors.flush();
     },
     nixHealth: () => nixHealth.ensure(),
   };

@@ -97,6 +97,8 @@ export interface Config {
    * may run (NIXERY_NIX_GC_TIMEOUT seconds, default 900).
    */
   nixGc: StoreGcOptions;
+  /** Seconds an identical repeated error is counted before one "repeated N times" line (NIXERY_LOG_REPEAT_INTERVAL, default 60; issue 11). */
+  logRepeatSeconds: number;
   // --- end cluster ---
   // --- popularity job (issue 4) ---
   /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
@@ -161,6 +163,7 @@ const EnvSchema = z.object({
   NIXERY_NIX_MIN_FREE: z.string().default('10G'),
   NIXERY_NIX_GC_INTERVAL: int(60, 1),
   NIXERY_NIX_GC_TIMEOUT: int(900, 1),
+  NIXERY_LOG_REPEAT_INTERVAL: int(60, 1, 3600),
   // popularity job (issue 4)
   NIXERY_POPCOUNT_SCHEDULE: z.string().default(DEFAULT_POPCOUNT_SCHEDULE),
   NIXERY_POPCOUNT_CACHE_URL: z.string().url().default('https://cache.nixos.org'),
@@ -291,6 +294,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stagingMaxAgeSeconds: e.NIXERY_STAGING_MAX_AGE,
     stagingSweepSeconds: e.NIXERY_STAGING_SWEEP_INTERVAL,
     nixGc: nixGcConfig(e), // issue 11
+    logRepeatSeconds: e.NIXERY_LOG_REPEAT_INTERVAL,
     popcount: popcountConfig(e), // issue 4
     gc: gcConfig(e), // issue 11
     workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6

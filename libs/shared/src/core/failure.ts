@@ -19,8 +19,15 @@ export type Failure =
   | { kind: 'nix_failed'; message: string; transient: boolean }
   /** nix: the machine's Nix cannot build at all (its self-check failed): the machine, not the image. `hint` says how an operator fixes it. */
   | { kind: 'nix_unavailable'; cause: string; hint: string }
-  /** storage: no space left for a blob. */
+  /** storage: no space left for a blob (ENOSPC, EDQUOT); `message` names the error without paths. */
   | { kind: 'storage_full'; message: string }
+  /**
+   * storage: the backend failed an operation for another reason: an I/O
+   * error (EIO), a read-only or refused target (EROFS, EACCES), a GCS error
+   * status (5xx, 429, 403) or a connection that failed. `backend` is the
+   * driver's name, `cause` the error without paths.
+   */
+  | { kind: 'storage_unavailable'; backend: string; cause: string }
   /**
    * records, jobs: the shared state (Redis) cannot be reached right now, or
    * answers but refuses writes: then `refusal` is the error code Redis sent
@@ -67,6 +74,8 @@ export function describeFailure(f: Failure): string {
       return `Nix cannot build on the worker: ${f.cause}`;
     case 'storage_full':
       return `storage is full: ${f.message}`;
+    case 'storage_unavailable':
+      return `storage (${f.backend}) failed: ${f.cause}`;
     case 'state_unavailable':
       return f.refusal ? `${f.what} refuses writes (${f.refusal})` : `cannot reach ${f.what}`;
     case 'timeout':

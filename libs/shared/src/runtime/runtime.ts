@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config';
 import { type Logger, createLogger } from '../infra/logger';
+import { logThrottle } from '../infra/log-throttle';
 import { type Metrics, createMetrics } from '../infra/metrics';
 import { type RedisTarget, connectRedis } from '../infra/redis';
 import type { StorageDriver } from '../storage/driver';
@@ -25,9 +26,11 @@ export type ProcessDeps = Pick<Runtime, 'config' | 'log' | 'metrics' | 'redis' |
 export function createRuntime(config: Config, target: RedisTarget, name: string): Runtime {
   const log = createLogger({ level: config.logLevel, format: config.logFormat, name });
   const connections: Redis[] = [];
+  // Every connection reports each failed reconnect: one line per interval per error.
+  const redisErrors = logThrottle(log, config.logRepeatSeconds * 1000);
   const connect = () => {
     const c = connectRedis(target);
-    c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+    c.on('error', (err) => redisErrors.log('debug', err.message, { err: err.message }, 'redis connection error'));
     connections.push(c);
     return c;
   };

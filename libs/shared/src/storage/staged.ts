@@ -2,6 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HashCounter } from '../core/counters';
 import type { Digest } from '../core/digest';
+import { failureOf } from '../core/failure';
 import type { StorageDriver, StorageKey } from './driver';
 import { stagingKey } from './keys';
 
@@ -14,9 +15,13 @@ export interface StoredBlob {
 /**
  * Streams `source` to a staging key while hashing it, then moves it to
  * `finalKey(digest)`. The final key only ever holds complete, verified bytes;
- * on any failure the staging object is deleted. `beforeMove`, when given, is
- * awaited with the digest between the hash and the move (the storage
- * collector's use record: see `collect/collector.ts`).
+ * on any failure the staging object is deleted (the filesystem driver also
+ * removes its partial file; what a killed process leaves, the staging
+ * sweeper removes), and a storage failure (`storage_full`,
+ * `storage_unavailable`) is what it throws, even when the broken pipe into
+ * the write reported first. `beforeMove`, when given, is awaited with the
+ * digest between the hash and the move (the storage collector's use record:
+ * see `collect/collector.ts`).
  */
 export async function putStaged(
   storage: StorageDriver,
@@ -39,8 +44,10 @@ export async function putStaged(
   } catch (err) {
     source.destroy();
     out.destroy();
-    await writing.catch(() => undefined);
+    // A failing write also breaks the pipe into it, whose raw error may come first: the
+    // driver's own rejection says what failed (a full disk, an I/O error) as a failure.
+    const writeErr = await writing.then(() => null, (e: unknown) => e);
     await storage.delete(staging).catch(() => undefined);
-    throw err;
+    throw failureOf(writeErr) ? writeErr : err;
   }
 }
