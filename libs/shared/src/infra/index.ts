@@ -1,10 +1,11 @@
 /**
  * infra: what every room that does I/O may use: the logger, Prometheus
  * metrics and cluster counters, child processes (`runCommand`), Redis
- * connections, key names and key holding.
+ * connections, key names and key holding, bounded waits on Redis.
  * Never imports config or a domain room (only core).
  */
 export * from './logger';
 export * from './metrics';
 export * from './redis';
+export * from './reachability';
 export * from './run-command';

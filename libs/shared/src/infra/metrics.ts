@@ -36,6 +36,7 @@ export function createMetrics() {
     layersPacked: new Counter({ name: 'nixery_layers_packed_total', help: 'Layers packed', registers: [registry] }),
     bytesPacked: new Counter({ name: 'nixery_layer_bytes_packed_total', help: 'Compressed bytes of packed layers', registers: [registry] }),
     bytesServed: new Counter({ name: 'nixery_blob_bytes_served_total', help: 'Blob bytes streamed to clients', registers: [registry] }),
+    embeddedRedisRestarts: new Counter({ name: 'nixery_embedded_redis_restarts_total', help: 'Restarts of the embedded redis-server after it exited unasked, by outcome (ok, failed)', labelNames: ['outcome'], registers: [registry] }),
     clusterStats: new Gauge({ name: 'nixery_cluster_total', help: 'Cluster-wide counters from Redis (builds_started, ...)', labelNames: ['counter'], registers: [registry] }),
   };
   return m;
