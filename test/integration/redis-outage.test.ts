@@ -14,7 +14,9 @@
  *    and SIGTERM still exits 0 within the grace plus a few seconds.
  * 2. `REDIS_URL` (gateway, worker and popcount-job each alone on an
  *    external redis-server this test kills and restarts on the same port):
- *    cold pulls answer 503 at once while it is gone, warm pulls 200; after it
+ *    a pull waiting on its build when Redis goes is answered 503 when its
+ *    wait ends (it waited forever before); cold pulls answer 503 at once
+ *    while it is gone, warm pulls 200; after it
  *    is back a cold pull builds without restarting any process; SIGTERM with
  *    Redis gone: every process exits 0 within its grace plus a few seconds.
  */
@@ -116,7 +118,7 @@ describe('npm start: the embedded redis-server killed mid-build', () => {
     if (bin) await removeScratchDir(bin);
   });
 
-  it('answers the waiting pull in time, serves warm pulls, restarts Redis with its data, builds again', async () => {
+  it('answers the waiting pull in time, serves warm pulls, restarts Redis with its data, builds again', async (t) => {
     const warm = await pull(nx.url, 'hello');
     assert.equal(warm.status, 200, JSON.stringify(warm));
     const r = new Redis({ path: socket });
@@ -139,6 +141,7 @@ describe('npm start: the embedded redis-server killed mid-build', () => {
 
     assert.ok(await waitFor(() => (redisServerOn(socket) ?? before) !== before, { timeoutMs: 10_000 }), 'a new redis-server on the same socket');
     const answer = await waiting;
+    t.diagnostic(`the pull waiting while Redis was killed: ${JSON.stringify(answer)}`);
     assert.ok(answer.ms < (BUILD_WAIT_S + 5) * 1000, `the waiting pull is answered within the build wait + 5 s: ${JSON.stringify(answer)}`);
     if (answer.status !== 200) assertUnavailable(answer, 'the waiting pull');
 
@@ -174,7 +177,7 @@ describe('npm start: the embedded redis-server killed mid-build', () => {
     assert.ok((await logLines(nx.logFile)).some((l) => l.msg.startsWith('embedded redis-server keeps failing to start') && l.level === 50), 'an error line says so');
   });
 
-  it('with Redis gone for good: a cold pull is a fast 503, SIGTERM exits 0 within the grace plus a few seconds', async () => {
+  it('with Redis gone for good: a cold pull is a fast 503, SIGTERM exits 0 within the grace plus a few seconds', async (t) => {
     await writeFile(broken, '');
     process.kill(redisServerOn(socket)!, 'SIGKILL');
     assert.ok(await waitFor(async () => (await status(`${nx.url}/readyz`)) === 503, { timeoutMs: 10_000, intervalMs: 100 }));
@@ -182,6 +185,7 @@ describe('npm start: the embedded redis-server killed mid-build', () => {
     assertUnavailable(cold, 'a cold pull while Redis is gone');
     assert.ok(cold.ms < 5000, `answered at once: ${cold.ms} ms`);
     const { code, ms } = await sigterm(nx.child);
+    t.diagnostic(`cold pull ${cold.ms} ms; npm start exit ${code} after ${ms} ms`);
     assert.equal(code, 0, 'exit 0');
     assert.ok(ms < (GRACE_S + 5) * 1000, `exits within the grace plus a few seconds: ${ms} ms`);
   });
@@ -251,11 +255,23 @@ describe('REDIS_URL: an external redis-server killed and restarted on the same p
     if (scratch) await removeScratchDir(scratch);
   });
 
-  it('503 at once while it is gone, warm pulls 200; builds again once it is back, no process restarted', async () => {
+  it('a pull waiting on its build when Redis goes for good is answered 503 when its wait ends', async (t) => {
     const warm = await pull(gateway.url, 'hello');
     assert.equal(warm.status, 200, JSON.stringify(warm));
+    const waiting = pull(gateway.url, 'slow/hello');
+    assert.ok(
+      await waitFor(async () => (await metric(gateway.url, 'nixery_queue_active_jobs', { queue: 'build-x86_64-linux' })) >= 1, { timeoutMs: 60_000, intervalMs: 100 }),
+      'the build starts',
+    );
     process.kill(redisProc.pid, 'SIGKILL');
     await redisProc.exited;
+    const answer = await waiting;
+    t.diagnostic(`the waiting pull: ${JSON.stringify(answer)}`);
+    assertUnavailable(answer, 'the waiting pull');
+    assert.ok(answer.ms < (BUILD_WAIT_S + 5) * 1000, `answered within the build wait + 5 s: ${answer.ms} ms`);
+  });
+
+  it('503 at once while it is gone, warm pulls 200; builds again once it is back, no process restarted', async () => {
     assert.ok(await waitFor(async () => (await status(`${gateway.url}/readyz`)) === 503, { timeoutMs: 10_000 }), 'gateway /readyz 503');
 
     const cold = await pull(gateway.url, 'hello/zlib');
@@ -270,13 +286,14 @@ describe('REDIS_URL: an external redis-server killed and restarted on the same p
     await sleep(3000);
     redisProc = await startRedis();
     assert.ok(await waitFor(async () => (await status(`${gateway.url}/readyz`)) === 200, { timeoutMs: 30_000 }), 'gateway /readyz 200 again');
+    await sleep(1000); // every connection retries at least every 500 ms
     const built = await pull(gateway.url, 'hello/zlib');
     assert.equal(built.status, 200, `a cold pull builds again: ${JSON.stringify(built)}`);
     for (const p of [worker, popcount]) assert.ok(!p.hasExited(), 'no process restarted');
     assert.equal(gateway.child.exitCode, null, 'the gateway still runs');
   });
 
-  it('SIGTERM with Redis gone: every process exits 0 within its grace plus a few seconds', async () => {
+  it('SIGTERM with Redis gone: every process exits 0 within its grace plus a few seconds', async (t) => {
     process.kill(redisProc.pid, 'SIGKILL');
     await redisProc.exited;
     await sleep(500);
@@ -287,6 +304,7 @@ describe('REDIS_URL: an external redis-server killed and restarted on the same p
     const others = await Promise.all([worker, popcount].map(async (p) => ({ ...(await p.exited), ms: Date.now() - t0 })));
     const g = await gatewayExit;
     clearInterval(keepAlive);
+    t.diagnostic(`exits: gateway ${JSON.stringify(g)}, worker and popcount-job ${JSON.stringify(others)}`);
     assert.equal(g.code, 0, 'gateway exit 0');
     assert.ok(g.ms < (GRACE_S + 5) * 1000, `gateway exits in time: ${g.ms} ms`);
     for (const [i, o] of others.entries()) {
