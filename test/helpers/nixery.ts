@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -119,3 +119,20 @@ export const MANIFEST_ACCEPT = [
   'application/vnd.docker.distribution.manifest.v2+json',
   'application/vnd.oci.image.manifest.v1+json',
 ].join(', ');
+
+/** A line of a Nixery's JSON log (pino): its level, message and time, and whatever fields it carries. */
+export type LogLine = { level: number; msg: string; time: number; [k: string]: unknown };
+
+/**
+ * The JSON lines of a log file written by a running process: only complete
+ * lines (a line still being written is left for the next read), only JSON
+ * ones (redis-server's own lines share the file).
+ */
+export async function readLogLines<T extends LogLine = LogLine>(file: string): Promise<T[]> {
+  const text = await readFile(file, 'utf8');
+  return text
+    .slice(0, text.lastIndexOf('\n') + 1)
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as T);
+}

@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MANIFEST_ACCEPT, type NixeryInstance, metric, startNixery } from '../helpers/nixery';
+import { MANIFEST_ACCEPT, type NixeryInstance, metric, type LogLine as BaseLogLine, readLogLines, startNixery } from '../helpers/nixery';
 import { busyboxPackage, copyPackageSet } from '../helpers/pkgset';
 import { makeScratchDir, removeScratchDir, sleep } from '../helpers/proc';
 import { type Tmpfs, fill, mountTmpfs, tmpfsUnavailable } from '../helpers/tmpfs';
@@ -31,16 +31,11 @@ import { type Tmpfs, fill, mountTmpfs, tmpfsUnavailable } from '../helpers/tmpfs
 /** A package whose one file is 6 MB of random bytes: its layer does not compress. */
 const BIG_SCRIPT = '/bin/busybox mkdir -p $out/share && /bin/busybox head -c 6000000 /dev/urandom > $out/share/blob; :';
 
-type LogLine = { level: number; msg: string; time: number; repeated?: number; failure?: { kind: string }; cause?: string; [k: string]: unknown };
+type LogLine = BaseLogLine & { repeated?: number; failure?: { kind: string }; cause?: string };
 type RegistryBody = { errors: { code: string; message: string; detail?: Record<string, unknown> }[] };
 
 async function logLines(nx: NixeryInstance, since = 0): Promise<LogLine[]> {
-  const text = await readFile(nx.logFile, 'utf8');
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine)
-    .filter((l) => l.time >= since);
+  return (await readLogLines<LogLine>(nx.logFile)).filter((l) => l.time >= since);
 }
 
 const pull = (nx: NixeryInstance) => fetch(`${nx.url}/v2/big/manifests/latest`, { headers: { Accept: MANIFEST_ACCEPT } });

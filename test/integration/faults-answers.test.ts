@@ -16,17 +16,13 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { startEmbeddedRedis } from '../../libs/shared/src/runtime/embedded-redis';
-import { MANIFEST_ACCEPT, type NixeryInstance, REPO, startNixery } from '../helpers/nixery';
+import { MANIFEST_ACCEPT, type NixeryInstance, REPO, type LogLine, readLogLines, startNixery } from '../helpers/nixery';
+import { redisAnswersOn } from '../helpers/redis';
 import { type LongProcess, freePort, makeScratchDir, removeScratchDir, sleep, startProcess, waitFor } from '../helpers/proc';
 
-type LogLine = { level: number; msg: string; [k: string]: unknown };
 
 async function logLines(nx: NixeryInstance): Promise<LogLine[]> {
-  const text = await readFile(nx.logFile, 'utf8');
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
+  return readLogLines(nx.logFile);
 }
 
 describe('faults: client aborts and Redis refusing writes', () => {
@@ -47,14 +43,7 @@ describe('faults: client aborts and Redis refusing writes', () => {
       cmd: 'redis-server',
       args: ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dataDir, '--save', '', '--appendonly', 'no'],
       logFile: path.join(REPO, 'test-artifacts', `faults-redis-${redisPort}.log`),
-      ready: () => {
-        const probe = new Redis({ port: redisPort, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-        return probe
-          .connect()
-          .then(() => probe.ping())
-          .then((p) => p === 'PONG', () => false)
-          .finally(() => probe.disconnect());
-      },
+      ready: () => redisAnswersOn(redisPort),
       stopGraceMs: 5000,
     });
     redis = new Redis({ port: redisPort, host: '127.0.0.1' });

@@ -25,19 +25,17 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { checkStoreSpace, prepareImage } from '../../libs/shared/src/nix';
-import { MANIFEST_ACCEPT, type NixeryInstance, REPO, metric, startNixery } from '../helpers/nixery';
+import { MANIFEST_ACCEPT, type NixeryInstance, REPO, metric, type LogLine, readLogLines, startNixery } from '../helpers/nixery';
 import { NIX_ENV } from '../helpers/nix-env';
 import { type PackageSetCopy, copyPackageSet } from '../helpers/pkgset';
 import { type PrivateNix, makePrivateNix } from '../helpers/private-nix';
 import { isAlive, makeScratchDir, waitFor } from '../helpers/proc';
 
-type LogLine = { level: number; msg: string; time: number; [k: string]: unknown };
 const ERROR = 50;
 const MiB = 2 ** 20;
 
 async function logLines(nx: NixeryInstance): Promise<LogLine[]> {
-  const text = await readFile(nx.logFile, 'utf8');
-  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
+  return readLogLines(nx.logFile);
 }
 
 /** A derivation whose output is `bytes` random bytes, built from host files alone. */

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MANIFEST_ACCEPT, type NixeryInstance, REPO, startNixery } from '../helpers/nixery';
+import { MANIFEST_ACCEPT, type NixeryInstance, REPO, readLogLines, startNixery } from '../helpers/nixery';
 import { type PackageSetCopy, copyPackageSet } from '../helpers/pkgset';
 import { type LongProcess, freePort, makeScratchDir, removeScratchDir, startProcess, waitFor } from '../helpers/proc';
 import { type Family, scrape, sumOf } from '../helpers/prometheus';
@@ -182,10 +182,7 @@ describe('observability: metrics, health, logs, admin', () => {
   });
 
   it('logs: request and job child loggers carry image, tag, buildKey and jobId; LOG_FORMAT=pretty is readable text', async () => {
-    const lines = (await readFile(nx.logFile, 'utf8'))
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = await readLogLines(nx.logFile);
     const started = lines.find((l) => l.msg === 'build started' && l.image === 'slow');
     assert.ok(started, 'no "build started" line for slow');
     const served = lines.find((l) => l.msg === 'manifest' && l.image === 'slow');

@@ -4,6 +4,7 @@ import {
   CLUSTER_STATS,
   BuildStatusStore,
   ManifestCache,
+  type Liveness,
   type ManifestLookup,
   type NixHealth,
   type ProcessDeps,
@@ -34,6 +35,8 @@ export type GatewayDeps = ProcessDeps & {
    * each worker's own /readyz reports it.
    */
   nixHealth?: () => Promise<NixHealth | undefined>;
+  /** The process's /healthz checks (see runtime's `Liveness`); without it /healthz is 200 while the process runs. */
+  liveness?: Liveness;
 };
 
 /** The gateway: a Koa app plus the resources it owns. */
@@ -72,7 +75,12 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
     timeoutMs: 30_000,
     log,
   });
-  const builds = parts.builds ?? new BuildClient({ connect: deps.connect, prefix: config.redisPrefix, waitMs: config.buildWaitSeconds * 1000 });
+  const builds = parts.builds ?? new BuildClient({
+      connect: deps.connect,
+      prefix: config.redisPrefix,
+      waitMs: config.buildWaitSeconds * 1000,
+      onError: (err) => log.debug({ err: err.message }, 'build queue error'),
+    });
   // --- web page and observability (issue 6): read-only queue handles, build status, queue gauges ---
   const queues = new QueueReader(deps.connect, config.redisPrefix, (err) => log.debug({ err: err.message }, 'queue reader error'));
   const buildStatus = new BuildStatusStore(redis, keys);
@@ -114,6 +122,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
     storage: deps.storage,
     metrics,
     ...(deps.nixHealth ? { nixHealth: deps.nixHealth } : {}),
+    ...(deps.liveness ? { liveness: deps.liveness } : {}),
     beforeMetrics: async () => {
       const stats = await withTimeout(readClusterStats(redis, keys), 1500, 'reading cluster stats').catch(() => null);
       if (stats) for (const s of CLUSTER_STATS) metrics.clusterStats.set({ counter: s }, stats[s]);

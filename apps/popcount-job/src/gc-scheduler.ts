@@ -1,4 +1,4 @@
-import { GC_QUEUE, type ProcessDeps } from '@nixery/shared';
+import { GC_QUEUE, type Liveness, type ProcessDeps, errorText, logThrottle, unlessRedisGone } from '@nixery/shared';
 import { type Job, Queue, Worker } from 'bullmq';
 import { type GcOutcome, runCollection } from './gc-run';
 import { repeatOptions } from './scheduler';
@@ -29,7 +29,7 @@ const KEEP = { removeOnComplete: { count: 20 }, removeOnFail: { count: 20 }, att
  * the popcount-job app and `npm start`. The first run of a new interval
  * scheduler comes one interval after it is made, not at start-up.
  */
-export async function startGcScheduler(deps: ProcessDeps): Promise<GcScheduler> {
+export async function startGcScheduler(deps: ProcessDeps & { liveness?: Liveness }): Promise<GcScheduler> {
   const { config, log } = deps;
   const schedule = config.gc.schedule;
   if (schedule.kind === 'off') {
@@ -37,9 +37,13 @@ export async function startGcScheduler(deps: ProcessDeps): Promise<GcScheduler> 
     return { close: async () => undefined };
   }
   const queue = new Queue<GcJobData, GcOutcome>(GC_QUEUE, { connection: deps.connect(), prefix: config.redisPrefix });
+  queue.on('error', (err) => log.debug({ err: err.message }, 'gc queue error'));
   const runGcJob = async (job: Job<GcJobData, GcOutcome>): Promise<GcOutcome> => runCollection(deps, job.data.dryRun ?? config.gc.dryRun);
   const worker = new Worker<GcJobData, GcOutcome>(GC_QUEUE, runGcJob, { connection: deps.connect(), prefix: config.redisPrefix, concurrency: 1 });
-  worker.on('error', (err) => log.error({ err }, 'gc worker error'));
+  const workerErrors = logThrottle(log, config.logRepeatSeconds * 1000); // one line per interval per repeated error
+  worker.on('error', (err) => workerErrors.log('error', errorText(err), { err }, 'gc worker error'));
+  let closing = false;
+  deps.liveness?.watch('gc-worker', () => (!closing && !worker.isRunning() ? 'the BullMQ storage collection worker stopped taking jobs without being asked to' : null));
   // A new interval scheduler would tick at once; the first run comes one interval after it is made instead
   // (a process start is no reason to collect). An existing one keeps its rhythm.
   const existed = (await queue.getJobScheduler(GC_SCHEDULER_ID)) !== undefined;
@@ -47,9 +51,12 @@ export async function startGcScheduler(deps: ProcessDeps): Promise<GcScheduler> 
   await queue.upsertJobScheduler(GC_SCHEDULER_ID, repeat, { name: 'gc', data: { reason: 'schedule' }, opts: KEEP });
   log.info({ schedule, keepMs: config.gc.keepMs, graceMs: config.gc.graceMs, dryRun: config.gc.dryRun }, 'storage collection scheduled');
   return {
+    // With Redis unreachable BullMQ's close waits for it: give up after a second (as the popularity job does).
     close: async () => {
-      await worker.close();
-      await queue.close();
+      closing = true;
+      await unlessRedisGone(deps.redis, worker.close(), { patienceMs: 1000 });
+      await unlessRedisGone(deps.redis, queue.close(), { patienceMs: 1000 });
+      workerErrors.flush();
     },
   };
 }

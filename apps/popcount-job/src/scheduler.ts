@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   POPCOUNT_QUEUE,
+  type Liveness,
   type PopcountProgress,
   type PopcountSchedule,
   type PopularityMeta,
@@ -13,6 +14,7 @@ import {
   readPopularityMeta,
   redisKeys,
   runPopcount,
+  unlessRedisGone,
 } from '@nixery/shared';
 import { type Job, Queue, Worker } from 'bullmq';
 
@@ -54,7 +56,7 @@ export function repeatOptions(s: Exclude<PopcountSchedule, { kind: 'off' }>): { 
  *   package source (or, with an interval, is over two intervals old), adds a
  *   start-up job; its id is shared by processes starting in the same minute.
  */
-export async function startPopcountScheduler(deps: ProcessDeps): Promise<PopcountScheduler> {
+export async function startPopcountScheduler(deps: ProcessDeps & { liveness?: Liveness }): Promise<PopcountScheduler> {
   const { config, log } = deps;
   const schedule = config.popcount.schedule;
   if (schedule.kind === 'off') {
@@ -63,6 +65,7 @@ export async function startPopcountScheduler(deps: ProcessDeps): Promise<Popcoun
   }
   const plog = log.child({ component: 'popcount' });
   const queue = new Queue<PopcountJobData, PopularityMeta>(POPCOUNT_QUEUE, { connection: deps.connect(), prefix: config.redisPrefix });
+  queue.on('error', (err) => plog.debug({ err: err.message }, 'popcount queue error'));
   const shutdown = new AbortController();
   const resolver = popcountResolver(config, plog);
 
@@ -90,6 +93,8 @@ export async function startPopcountScheduler(deps: ProcessDeps): Promise<Popcoun
   });
   const workerErrors = logThrottle(plog, config.logRepeatSeconds * 1000); // one line per interval per repeated error
   worker.on('error', (err) => workerErrors.log('error', errorText(err), { err }, 'popcount worker error'));
+  let closing = false;
+  deps.liveness?.watch('popcount-worker', () => (!closing && !worker.isRunning() ? 'the BullMQ popcount worker stopped taking jobs without being asked to' : null));
 
   // With an interval, a new scheduler's first tick runs at once: that is the start-up run.
   const existed = (await queue.getJobScheduler(POPCOUNT_SCHEDULER_ID)) !== undefined;
@@ -116,13 +121,16 @@ export async function startPopcountScheduler(deps: ProcessDeps): Promise<Popcoun
     }
   })();
 
+  // With Redis unreachable these waits cannot end (commands wait for it): give up on them after a second.
+  const unlessGone = (p: Promise<unknown>) => unlessRedisGone(deps.redis, p, { patienceMs: 1000 });
   return {
     startup,
     close: async () => {
-      await startup;
+      closing = true;
+      await unlessGone(startup);
       shutdown.abort();
-      await worker.close();
-      await queue.close();
+      await unlessGone(worker.close());
+      await unlessGone(queue.close());
       resolver.close();
     },
   };

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  type Liveness,
   type Logger,
   type Metrics,
   type NixHealth,
@@ -25,6 +26,8 @@ export interface MetricsServerDeps {
   log: Logger;
   /** The build worker's Nix health, for /readyz. */
   nixHealth: () => Promise<NixHealth | undefined>;
+  /** The process's /healthz checks. */
+  liveness?: Liveness;
 }
 
 /** A running metrics endpoint. */
@@ -36,7 +39,7 @@ export interface MetricsServer {
 /**
  * The worker's own HTTP endpoint: `/metrics` (this process's Prometheus
  * registry plus queue gauges read from BullMQ at scrape time), `/healthz`
- * (the process is alive) and `/readyz` (Redis and storage answer, Nix can build). When the
+ * (the process is alive and none of its liveness checks fails) and `/readyz` (Redis and storage answer, Nix can build). When the
  * port is taken it logs a warning and returns null: a worker without its
  * metrics endpoint still builds.
  */

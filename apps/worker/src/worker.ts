@@ -4,6 +4,7 @@ import {
   BuildStatusStore,
   LayerCache,
   ManifestCache,
+  type Liveness,
   type NixHealth,
   NixHealthMonitor,
   PopularityReader,
@@ -35,7 +36,10 @@ export interface BuildWorker {
 const NIX_RECHECK_MS = 10_000;
 
 /** Dependencies handed in by the process that starts the worker (a subset of its Runtime). */
-export type WorkerDeps = ProcessDeps;
+export type WorkerDeps = ProcessDeps & {
+  /** The process's /healthz checks: the worker registers `build-worker` (a BullMQ worker that stopped unasked). */
+  liveness?: Liveness;
+};
 
 /** Starts build workers for every system in `config.workerSystems`. */
 export function startBuildWorker(deps: WorkerDeps): BuildWorker {
@@ -95,6 +99,10 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
   for (const w of workers) {
     w.on('error', (err) => workerErrors.log('error', errorText(err), { err }, 'worker error'));
   }
+  // A BullMQ worker whose loop ended without close() takes no job again until the process restarts.
+  deps.liveness?.watch('build-worker', () =>
+    !shutdown.stopping && workers.some((w) => !w.isRunning()) ? 'a BullMQ build worker stopped taking jobs without being asked to' : null,
+  );
   // Staging leftovers of writes that died before their move (issue 11): at start-up, then periodically.
   const sweeper = startStagingSweeper(deps.storage, {
     maxAgeMs: config.stagingMaxAgeSeconds * 1000,
@@ -109,7 +117,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
   log.info({ systems: config.workerSystems, concurrency: config.workerConcurrency }, 'build worker started');
   return {
     close: async () => {
-      await shutdown.close(workers, config.workerGraceSeconds * 1000);
+      await shutdown.close(workers, config.workerGraceSeconds * 1000, redis);
       await sweeper.stop();
       await storeGc.stop();
       workerErrors.flush();

@@ -39,6 +39,7 @@ export function createMetrics() {
     gcRuns: new Counter({ name: 'nixery_gc_runs_total', help: 'Storage collection runs by outcome (collected, dry_run, skipped: another run held the lock, failed)', labelNames: ['outcome'], registers: [registry] }),
     gcObjectsDeleted: new Counter({ name: 'nixery_gc_objects_deleted_total', help: 'Objects deleted by storage collection, by kind (manifest, blob)', labelNames: ['kind'], registers: [registry] }),
     gcBytesFreed: new Counter({ name: 'nixery_gc_bytes_freed_total', help: 'Bytes of the objects deleted by storage collection', registers: [registry] }),
+    embeddedRedisRestarts: new Counter({ name: 'nixery_embedded_redis_restarts_total', help: 'Restarts of the embedded redis-server after it exited unasked, by outcome (ok, failed)', labelNames: ['outcome'], registers: [registry] }),
     clusterStats: new Gauge({ name: 'nixery_cluster_total', help: 'Cluster-wide counters from Redis (builds_started, ...)', labelNames: ['counter'], registers: [registry] }),
     nixGcRuns: new Counter({ name: 'nixery_nix_gc_runs_total', help: 'Nix store garbage collections that ran to their end', registers: [registry] }),
     nixGcFailures: new Counter({ name: 'nixery_nix_gc_failures_total', help: 'Nix store garbage collections (or free-space checks) that failed, by reason', labelNames: ['reason'], registers: [registry] }),

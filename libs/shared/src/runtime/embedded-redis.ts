@@ -6,11 +6,21 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { Config } from '../config/config';
 import type { RedisTarget } from '../infra/redis';
+import { RedisSupervisor, type ServerProcess, type SupervisedState, type SupervisorEvent, type SupervisorOptions } from './redis-supervisor';
 
-/** A redis-server started by this process. */
+/** A redis-server started by this process, restarted when it exits unasked (see {@link RedisSupervisor}). */
 export interface EmbeddedRedis {
-  /** Unix socket path to connect to. */
+  /** Unix socket path to connect to (the same for every restart). */
   socket: string;
+  /** The pid of the redis-server running now. */
+  readonly pid: number;
+  /** `running`, `restarting`, or `failed` (several starts in a row failed; it keeps trying). */
+  state(): SupervisedState;
+  /** Failed starts in a row so far. */
+  readonly failuresInARow: number;
+  /** Calls `listener` on every exit, restart and failed restart. */
+  onEvent(listener: (e: SupervisorEvent) => void): void;
+  /** Stops supervising and stops the server (SIGTERM, SIGKILL after 5 s). */
   stop(): Promise<void>;
 }
 
@@ -36,16 +46,55 @@ export function embeddedRedisArgs(dir: string, socket: string, aof = true): stri
   ];
 }
 
+/** Options of {@link startEmbeddedRedis}. */
+export interface EmbeddedRedisOptions extends SupervisorOptions {
+  /** The redis-server program (default `redis-server` on the PATH). */
+  binary?: string;
+}
+
 /**
  * Starts a private redis-server on a unix socket under `dir` (no TCP port, so
  * several instances run side by side), with its data in `dir` too, in its
- * own process group. It is stopped by `stop()` or when this process exits
- * (one left by a killed process is reused by the next start, see
- * {@link redisForConfig}).
+ * own process group, and keeps it running: when it exits without `stop()`
+ * (killed, crashed), another is started on the same socket and data
+ * directory, whose append-only file brings back the queues, caches and
+ * popularity (writes of the last second may be lost). It is stopped by
+ * `stop()` or when this process exits (one left by a killed process is
+ * reused by the next start, see {@link redisForConfig}).
  */
-export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(dir: string, opts: EmbeddedRedisOptions = {}): Promise<EmbeddedRedis> {
   await mkdir(dir, { recursive: true });
   const socket = path.join(dir, 'redis.sock');
+  const binary = opts.binary ?? 'redis-server';
+  const supervisor = new RedisSupervisor(await launchRedis(dir, socket, binary), () => launchRedis(dir, socket, binary), opts);
+  const killOnExit = () => supervisor.stopSupervising().kill('SIGTERM');
+  process.on('exit', killOnExit);
+  return {
+    socket,
+    get pid() {
+      return supervisor.pid;
+    },
+    state: () => supervisor.state(),
+    get failuresInARow() {
+      return supervisor.failuresInARow;
+    },
+    onEvent: (listener) => supervisor.onEvent(listener),
+    stop: async () => {
+      process.off('exit', killOnExit);
+      const server = supervisor.stopSupervising();
+      server.kill('SIGTERM');
+      await Promise.race([server.exit, sleep(5000, undefined, { ref: false }).then(() => server.kill('SIGKILL'))]);
+    },
+  };
+}
+
+/**
+ * Starts one redis-server on `socket` (a stale socket file is removed first)
+ * and waits until it answers PING, at most 10 s; from a data directory of
+ * snapshots only it turns the append-only file on first. Rejects (the
+ * server killed) when it exits or does not answer in time.
+ */
+async function launchRedis(dir: string, socket: string, binary: string): Promise<ServerProcess> {
   await rm(socket, { force: true });
   const aof = existsSync(path.join(dir, AOF_MANIFEST)) || !existsSync(path.join(dir, 'dump.rdb'));
   const child: ChildProcess = spawn(
@@ -56,16 +105,22 @@ export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): 
     { stdio: ['ignore', 'inherit', 'inherit'], detached: true },
   );
   let exited = false;
-  child.on('exit', () => {
-    exited = true;
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = true;
+      resolve({ code, signal });
+    });
+    child.once('error', () => {
+      exited = true;
+      resolve({ code: null, signal: null });
+    });
   });
-  const killOnExit = () => child.kill('SIGTERM');
-  process.on('exit', killOnExit);
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (exited) throw new Error(`${binary} exited during start-up`);
     if (existsSync(socket)) {
-      const probe = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0 });
+      const probe = new Redis({ path: socket, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
       try {
         await probe.connect();
         await probe.ping();
@@ -82,16 +137,7 @@ export async function startEmbeddedRedis(dir: string, binary = 'redis-server'): 
     }
     await sleep(50);
   }
-  return {
-    socket,
-    stop: async () => {
-      process.off('exit', killOnExit);
-      if (exited) return;
-      const done = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([done, sleep(5000).then(() => child.kill('SIGKILL'))]);
-    },
-  };
+  return { pid: child.pid ?? -1, exit, kill: (signal) => void (exited || child.kill(signal)) };
 }
 
 /**

@@ -8,5 +8,7 @@
 export * from './embedded-redis';
 export * from './process-main';
 export * from './health';
+export * from './liveness';
+export * from './redis-supervisor';
 export * from './readiness';
 export * from './runtime';

@@ -36,8 +36,42 @@ async function boot(name: string, opts: ProcessOptions): Promise<{ rt: Runtime; 
   }
   const { target, embedded } = await redisForConfig(config);
   const rt = createRuntime(config, target, name);
-  if (embedded) rt.log.info({ socket: embedded.socket }, 'started embedded redis-server (set REDIS_URL to use your own)');
+  if (embedded) {
+    rt.log.info({ socket: embedded.socket, pid: embedded.pid }, 'started embedded redis-server (set REDIS_URL to use your own)');
+    superviseLogged(embedded, rt);
+  }
   return { rt, config, ...(embedded ? { embedded } : {}) };
+}
+
+/**
+ * Reports the embedded redis-server's supervision: one warn line per exit
+ * (code or signal) and per failed restart, an info line per restart, the
+ * `nixery_embedded_redis_restarts_total` counter, and the `embedded-redis`
+ * liveness check (/healthz 503 while its restarts keep failing: a restart
+ * of the process is worth trying then, e.g. by systemd or Kubernetes).
+ */
+function superviseLogged(embedded: EmbeddedRedis, rt: Runtime): void {
+  embedded.onEvent((e) => {
+    switch (e.kind) {
+      case 'exited':
+        rt.log.warn({ pid: e.pid, code: e.code, signal: e.signal, socket: embedded.socket }, 'embedded redis-server exited; restarting it');
+        break;
+      case 'restarted':
+        rt.metrics.embeddedRedisRestarts.inc({ outcome: 'ok' });
+        rt.log.info({ pid: e.pid, failuresInARow: e.failuresInARow }, 'embedded redis-server restarted');
+        break;
+      case 'restart_failed':
+        rt.metrics.embeddedRedisRestarts.inc({ outcome: 'failed' });
+        rt.log.warn({ err: e.error, failuresInARow: e.failuresInARow }, 'embedded redis-server restart failed');
+        break;
+      case 'gave_up':
+        rt.log.error({ failuresInARow: e.failuresInARow }, 'embedded redis-server keeps failing to start; /healthz answers 503 (still retrying)');
+        break;
+    }
+  });
+  rt.liveness.watch('embedded-redis', () =>
+    embedded.state() === 'failed' ? `the embedded redis-server could not be restarted (${embedded.failuresInARow} failures in a row)` : null,
+  );
 }
 
 /**

@@ -6,6 +6,7 @@ import { type Metrics, createMetrics } from '../infra/metrics';
 import { type RedisTarget, connectRedis } from '../infra/redis';
 import type { StorageDriver } from '../storage/driver';
 import { createStorage } from '../storage';
+import { Liveness } from './liveness';
 
 /** The shared resources of a process: logger, metrics, Redis connections and storage. */
 export interface Runtime {
@@ -15,7 +16,9 @@ export interface Runtime {
   redis: Redis;
   connect: () => Redis;
   storage: StorageDriver;
-  /** Closes every Redis connection made through `connect` and the main one. */
+  /** This process's /healthz checks: parts register what a restart of the process would fix. */
+  liveness: Liveness;
+  /** Closes every Redis connection made through `connect` and the main one (at once when Redis is away). */
   close(): Promise<void>;
 }
 
@@ -42,8 +45,10 @@ export function createRuntime(config: Config, target: RedisTarget, name: string)
     redis,
     connect,
     storage: createStorage(config.storage),
+    liveness: new Liveness(),
     close: async () => {
-      await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
+      // QUIT on a connection that lost Redis waits in its offline queue until Redis is back: drop it instead.
+      await Promise.all(connections.map((c) => (c.status === 'ready' ? c.quit().catch(() => c.disconnect()) : c.disconnect())));
     },
   };
 }
