@@ -30,6 +30,8 @@ export interface RegistryDeps {
   pulls?: { recordPull(digest: string): void };
   /** Aborts when a stopping gateway's grace is over: a build still awaited answers `shutting_down` (503). */
   stopping?: AbortSignal;
+  /** Throws when this request may not start a build (pull authentication, issue 12: an anonymous client under NIXERY_ANONYMOUS=pull). */
+  authorizeBuild?: (ctx: Context, name: string) => void;
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -88,6 +90,7 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       deps.metrics.manifestCacheHits.inc();
     } else {
       deps.metrics.manifestCacheMisses.inc();
+      deps.authorizeBuild?.(ctx, route.name);
       const built = deps.builds.build({ buildKey: key, image, source });
       m = await (deps.stopping ? untilAborted(built, deps.stopping, { kind: 'shutting_down' }) : built);
       deps.manifests.learn(key, m);

@@ -10,6 +10,7 @@ import { parseByteSize } from '../core/byte-size';
 import type { StorageConfig } from '../storage/driver';
 import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from '../popularity/schedule';
 import { type GcConfig, parseDurationMs } from '../collect/settings';
+import { type AuthConfig, AuthEnv, authConfig } from './auth';
 
 /** The one validated configuration object, read from the environment once at start-up. */
 export interface Config {
@@ -112,6 +113,8 @@ export interface Config {
   /** Basic-auth user and password of the queue dashboard at /admin/queues (NIXERY_ADMIN_USER default "admin", NIXERY_ADMIN_PASSWORD); no password = dashboard off. */
   admin: { user: string; password?: string };
   // --- end web page and observability ---
+  /** Pull authentication (NIXERY_AUTH, NIXERY_HTPASSWD, NIXERY_ANONYMOUS, NIXERY_PROTECT_STATUS, NIXERY_TOKEN_*; issue 12; see config/auth.ts). */
+  auth: AuthConfig;
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
@@ -180,6 +183,8 @@ const EnvSchema = z.object({
   NIXERY_WORKER_METRICS_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(9091),
   NIXERY_ADMIN_USER: z.string().min(1).default('admin'),
   NIXERY_ADMIN_PASSWORD: z.string().min(1).optional(),
+  // pull authentication (issue 12)
+  ...AuthEnv,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 });
@@ -299,9 +304,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     gc: gcConfig(e), // issue 11
     workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
     admin: { user: e.NIXERY_ADMIN_USER, ...(e.NIXERY_ADMIN_PASSWORD ? { password: e.NIXERY_ADMIN_PASSWORD } : {}) }, // issue 6
+    auth: authOrThrow(e), // issue 12
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
   };
+}
+
+/** The pull authentication settings from the parsed environment (issue 12). */
+function authOrThrow(e: z.infer<typeof EnvSchema>): AuthConfig {
+  const auth = authConfig(e);
+  if ('error' in auth) throw new ConfigError(auth.error);
+  return auth;
 }
 
 /** The Nix store collector's settings from the parsed environment (issue 11). */
