@@ -243,6 +243,27 @@ describe('NIXERY_AUTH=token with the built-in token endpoint (key generated, kep
   });
 });
 
+describe('NIXERY_AUTH=token: the generated key is kept, not made per process', () => {
+  it('a token issued before a restart (same storage, so the same embedded Redis) is still valid after it', async () => {
+    const dir = await makeScratchDir('nixery-auth-key-');
+    const env = { NIXERY_AUTH: 'token', NIXERY_HTPASSWD: htpasswd };
+    try {
+      const first = await startNixery(env, { storagePath: dir });
+      const r = await get(`${first.url}/token?service=nixery&scope=repository:shell/hello:pull`, ALICE, 'application/json');
+      const { token } = (await r.json()) as { token: string };
+      await first.stop();
+      const second = await startNixery(env, { storagePath: dir });
+      try {
+        assert.equal((await get(`${second.url}/v2/shell/hello/tags/list`, `Bearer ${token}`, '*/*')).status, 200);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await removeScratchDir(dir);
+    }
+  });
+});
+
 describe('NIXERY_AUTH=token with NIXERY_TOKEN_KEY', () => {
   const key = ec();
   const s = suiteNixery(async () => {
