@@ -20,7 +20,7 @@ export function errorMiddleware(log: Logger, repeatMs?: number) {
       const e = err instanceof RegistryError ? err : failure ? registryErrorFor(failure) : new RegistryError('UNKNOWN');
       const reqLog = (ctx.state.log as Logger | undefined) ?? log;
       if (!(err instanceof RegistryError) && !failure) lines.log('error', `unhandled ${String(err)}`, { err, path: ctx.path }, 'unhandled error', reqLog);
-      else if (failure && e.status >= 500) {
+      else if (failure && e.status >= 500 && failure.kind !== 'client_gone') {
         const cause = describeFailure(failure);
         lines.log('warn', `${failure.kind} ${cause}`, { failure: failure.kind, cause, status: e.status }, 'request failed', reqLog);
       }

@@ -13,6 +13,8 @@ import { readStatus } from './status';
 export interface WebDeps {
   /** host[:port] used in examples when the request's Host header is missing or not a host name. */
   fallbackHost: string;
+  /** host[:port] of NIXERY_PUBLIC_URL: when set, the pages' pull commands always use it (issue 12). */
+  publicHost?: string;
   resolver: SourceResolver;
   manifests: ManifestLookup;
   queues: QueueReader;
@@ -37,7 +39,8 @@ function startPage(ctx: Context, route: string): string {
  * escaped), `/image/<name>[?tag=]` (an image's layers).
  */
 export function registerWebRoutes(router: Router, deps: WebDeps): void {
-  const host = (ctx: Context) => pageHost(ctx.host, deps.fallbackHost);
+  // The request's Host, or a trusted proxy's X-Forwarded-Host (ctx.state.client, client-address.ts); NIXERY_PUBLIC_URL wins.
+  const host = (ctx: Context) => deps.publicHost ?? pageHost((ctx.state.client as { host?: string } | undefined)?.host ?? ctx.host, deps.fallbackHost);
 
   router.get('/', async (ctx) => {
     const nonce = startPage(ctx, 'web');

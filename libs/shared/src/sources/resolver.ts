@@ -101,9 +101,10 @@ export class SourceResolver {
   /** A short description of the source, for the logs and the web page (credentials removed). */
   describe(): string {
     const s = this.source;
-    if (s.type === 'git') return `git repository ${redactUrl(s.url)}`;
+    if (s.type === 'git') return /^(\/|\.|~|file:)/i.test(s.url) ? 'local git repository' : `git repository ${redactUrl(s.url)}`;
     if (s.type === 'channel') return `nixpkgs channel ${s.channel}`;
-    return s.bundled ? `bundled package set (${s.path})` : `local package set ${s.path}`;
+    // Never the path (issue 12): pages and /api/status show this; the revision (fingerprint) tells sets apart.
+    return s.bundled ? 'bundled package set' : 'local package set';
   }
 
   /**
