@@ -38,6 +38,8 @@ export async function dropAbandoned(
     if (live[i] !== 0) continue;
     const state = await queue.getJobState(id);
     if (state !== 'waiting' && state !== 'prioritized') continue;
+    // Counted again right before the removal: a request that joined meanwhile keeps the job.
+    if ((await waiters.count([id]))[0] !== 0) continue;
     if ((await queue.remove(id).catch(() => 0)) === 1) removed.push(id);
   }
   return removed;
