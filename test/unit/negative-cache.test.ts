@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { loadConfig } from '../../libs/shared/src/config/config';
 import { redisKeys } from '../../libs/shared/src/infra/redis';
 import { NegativeCache } from '../../libs/shared/src/records/negative-cache';
 
@@ -26,5 +27,15 @@ describe('negative cache without Redis', () => {
     assert.equal(await off.unknownPackages('k'), null);
     await off.remember('k', ['nosuch']);
     assert.equal(redis.status, 'wait');
+  });
+});
+
+describe('NIXERY_NEGATIVE_TTL', () => {
+  it('defaults to 600 s, 0 turns it off, a negative or non-number value is refused', () => {
+    assert.equal(loadConfig({}).negativeTtlSeconds, 600);
+    assert.equal(loadConfig({ NIXERY_NEGATIVE_TTL: '0' }).negativeTtlSeconds, 0);
+    assert.equal(loadConfig({ NIXERY_NEGATIVE_TTL: '30' }).negativeTtlSeconds, 30);
+    assert.throws(() => loadConfig({ NIXERY_NEGATIVE_TTL: '-1' }), /NIXERY_NEGATIVE_TTL/);
+    assert.throws(() => loadConfig({ NIXERY_NEGATIVE_TTL: 'soon' }), /NIXERY_NEGATIVE_TTL/);
   });
 });
