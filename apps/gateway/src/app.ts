@@ -4,6 +4,7 @@ import {
   CLUSTER_STATS,
   BuildStatusStore,
   ManifestCache,
+  NegativeCache,
   type Liveness,
   type ManifestLookup,
   type NixHealth,
@@ -87,6 +88,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   registerQueueGauges(metrics.registry, () => queues.all());
   // --- end issue 6 ---
 
+  const negative = new NegativeCache(redis, keys, config.negativeTtlSeconds * 1000, log); // issue 12
   const drain = new RequestDrain();
   const app = new Koa({ proxy: true });
   app.on('error', appErrorHandler(log));
@@ -107,7 +109,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   });
   app.use(errorMiddleware(log, config.logRepeatSeconds * 1000));
   app.use(async (ctx, next) => {
-    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, stopping: drain.signal }))) await next();
+    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal }))) await next();
   });
 
   // Queue dashboard, only when NIXERY_ADMIN_PASSWORD is set (otherwise /admin/queues is a 404). Issue 6.
