@@ -4,6 +4,7 @@ import {
   CLUSTER_STATS,
   BuildStatusStore,
   ManifestCache,
+  NegativeCache,
   type Liveness,
   type ManifestLookup,
   type NixHealth,
@@ -101,6 +102,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   registerQueueGauges(metrics.registry, () => queues.all());
   // --- end issue 6 ---
 
+  const negative = new NegativeCache(redis, keys, config.negativeTtlSeconds * 1000, log); // issue 12
   const drain = new RequestDrain();
   // X-Forwarded-* count only from NIXERY_TRUSTED_PROXIES (client-address.ts), never through Koa's app.proxy (issue 12).
   const app = new Koa({ proxy: false });
@@ -123,7 +125,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   });
   app.use(errorMiddleware(log, config.logRepeatSeconds * 1000));
   app.use(async (ctx, next) => {
-    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, stopping: drain.signal, maxPackages: config.admission.maxPackages }))) await next();
+    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal, maxPackages: config.admission.maxPackages }))) await next();
   });
 
   // Queue dashboard, only when NIXERY_ADMIN_PASSWORD is set (otherwise /admin/queues is a 404). Issue 6.

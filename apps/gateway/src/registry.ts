@@ -1,8 +1,10 @@
 import {
   type Digest,
+  Failed,
   type ManifestLookup,
   MediaTypes,
   type Metrics,
+  type NegativeCache,
   type PublishedImage,
   RegistryError,
   type SourceResolver,
@@ -30,6 +32,8 @@ export interface RegistryDeps {
   metrics: Metrics;
   /** Records pulls for storage collection, in the background (issue 11); none in in-process tests. */
   pulls?: { recordPull(digest: string): void };
+  /** Images known to have unknown packages (issue 12): answered 404 without a build; none in in-process tests. */
+  negative?: Pick<NegativeCache, 'unknownPackages'>;
   /** Aborts when a stopping gateway's grace is over: a build still awaited answers `shutting_down` (503). */
   stopping?: AbortSignal;
   /** Packages one image may hold (NIXERY_MAX_PACKAGES; issue 12); unset = no cap. */
@@ -99,6 +103,12 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       deps.metrics.manifestCacheHits.inc();
     } else {
       deps.metrics.manifestCacheMisses.inc();
+      // Known not to exist for this source revision: the same 404 as its build gave, without Nix or a job.
+      const unknown = await deps.negative?.unknownPackages(key);
+      if (unknown) {
+        deps.metrics.negativeCacheHits.inc();
+        throw new Failed({ kind: 'unknown_packages', packages: unknown });
+      }
       const built = deps.builds.build({ buildKey: key, image, source }, { client: clientKey(ctx), gone: hangUp(ctx) }).catch((err: unknown) => {
         const kind = failureOf(err)?.kind;
         if (kind === 'rate_limited' || kind === 'queue_full') deps.metrics.admissionRefused.inc({ reason: kind });

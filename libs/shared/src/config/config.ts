@@ -100,6 +100,8 @@ export interface Config {
   nixGc: StoreGcOptions;
   /** Seconds an identical repeated error is counted before one "repeated N times" line (NIXERY_LOG_REPEAT_INTERVAL, default 60; issue 11). */
   logRepeatSeconds: number;
+  /** Seconds an image with unknown packages is answered 404 without a build, per build key (NIXERY_NEGATIVE_TTL, default 600; 0 = off; issue 12). */
+  negativeTtlSeconds: number;
   // --- end cluster ---
   // --- popularity job (issue 4) ---
   /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
@@ -173,6 +175,7 @@ const EnvSchema = z.object({
   NIXERY_NIX_GC_INTERVAL: int(60, 1),
   NIXERY_NIX_GC_TIMEOUT: int(900, 1),
   NIXERY_LOG_REPEAT_INTERVAL: int(60, 1, 3600),
+  NIXERY_NEGATIVE_TTL: int(600, 0), // issue 12
   // popularity job (issue 4)
   NIXERY_POPCOUNT_SCHEDULE: z.string().default(DEFAULT_POPCOUNT_SCHEDULE),
   NIXERY_POPCOUNT_CACHE_URL: z.string().url().default('https://cache.nixos.org'),
@@ -311,6 +314,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stagingSweepSeconds: e.NIXERY_STAGING_SWEEP_INTERVAL,
     nixGc: nixGcConfig(e), // issue 11
     logRepeatSeconds: e.NIXERY_LOG_REPEAT_INTERVAL,
+    negativeTtlSeconds: e.NIXERY_NEGATIVE_TTL, // issue 12
     popcount: popcountConfig(e), // issue 4
     gc: gcConfig(e), // issue 11
     workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
