@@ -2,12 +2,15 @@
  * The client of a request through trusted proxies only (issue 12):
  * X-Forwarded-* count only from a peer in NIXERY_TRUSTED_PROXIES, and
  * X-Forwarded-For is walked from the right, skipping trusted hops; the
- * setting is checked at start-up.
+ * setting is checked at start-up; the package source is described
+ * without its filesystem path.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { clientInfo, trustedProxySet } from '../../apps/gateway/src/client-address';
 import { loadConfig } from '../../libs/shared/src/config/config';
+import { Failed } from '../../libs/shared/src/core/failure';
+import { SourceResolver } from '../../libs/shared/src/sources/resolver';
 
 describe('client address through trusted proxies', () => {
   const trusted = trustedProxySet(['10.0.0.0/8', '192.168.1.7', 'fd00::/8']);
@@ -39,5 +42,22 @@ describe('client address through trusted proxies', () => {
     assert.deepEqual(loadConfig({ NIXERY_BUILD_RATE: '30/15m' }).admission.buildRate, { tokens: 30, perMs: 900_000 });
     assert.equal(loadConfig({ NIXERY_BUILD_RATE: 'off' }).admission.buildRate, null);
     for (const bad of ['30', '0/60s', '30/0s', 'lots']) assert.throws(() => loadConfig({ NIXERY_BUILD_RATE: bad }), /NIXERY_BUILD_RATE/);
+  });
+});
+
+describe('the package source as clients see it', () => {
+  it('names no filesystem path, not even when the set cannot be read', async () => {
+    const dir = '/nonexistent-nixery-pkgs/set';
+    const r = new SourceResolver({ type: 'path', path: dir, bundled: false }, { ttlSeconds: 60, fallbackSeconds: 0, timeoutMs: 5000, watchPaths: false });
+    try {
+      assert.equal(r.describe(), 'local package set');
+      assert.equal(new SourceResolver({ type: 'git', url: '/srv/pkgs.git' }, { ttlSeconds: 60, fallbackSeconds: 0, timeoutMs: 5000 }).describe(), 'local git repository');
+      const err = await r.resolve('latest').then(() => null, (e: unknown) => e);
+      assert.ok(err instanceof Failed, String(err));
+      assert.equal(err.failure.kind, 'source_unavailable');
+      assert.ok(!JSON.stringify(err.failure).includes(dir), JSON.stringify(err.failure));
+    } finally {
+      r.close();
+    }
   });
 });

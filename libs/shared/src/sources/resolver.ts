@@ -117,7 +117,9 @@ export class SourceResolver {
     switch (s.type) {
       case 'path': {
         const fp = await this.fingerprinter!.current().catch((e: unknown) => {
-          throw new Failed({ kind: 'source_unavailable', source: this.describe(), error: `cannot read the package set: ${String(e)}` });
+          // Clients see this (503 detail, /api/status): the errno code, never the path (issue 12).
+          const code = (e as NodeJS.ErrnoException | null)?.code;
+          throw new Failed({ kind: 'source_unavailable', source: this.describe(), error: `cannot read the package set${code ? ` (${code})` : ''}` });
         });
         return this.pin(`path:${s.path}#${fp}`, '', () => ({ revision: fp.slice(0, 16), nix: { type: 'path', path: s.path } }));
       }
