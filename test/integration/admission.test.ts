@@ -34,11 +34,11 @@ function assertTooMany(a: Answer): void {
  * A Nixery on its own copy of the package set (`slow` sleeping `slowSeconds`),
  * popularity off, for the suite it is called in; `nx` is it once started.
  */
-function nixeryForSuite(slowSeconds: number, env: Record<string, string>): { readonly nx: NixeryInstance; readonly pkgsDir: string; manifest(name: string): string } {
+function nixeryForSuite(slowSeconds: number, env: Record<string, string>, extraAttrs?: string): { readonly nx: NixeryInstance; readonly pkgsDir: string; manifest(name: string): string } {
   let pkgs: PackageSetCopy | undefined;
   let nx: NixeryInstance | undefined;
   before(async () => {
-    pkgs = await copyPackageSet({ slowSeconds });
+    pkgs = await copyPackageSet({ slowSeconds, ...(extraAttrs ? { extraAttrs } : {}) });
     nx = await startNixery({ ...pkgs.env, NIXERY_POPCOUNT_SCHEDULE: 'off', ...env });
   });
   after(async () => {
@@ -62,7 +62,7 @@ describe('admission: rate per client, trusted proxies, package cap, arm64 and ab
     NIXERY_TRUSTED_PROXIES: '127.0.0.5/32,::1',
     NIXERY_ABANDON_AFTER: '1',
     NIXERY_BUILD_WAIT: '15',
-  });
+  }, '  badpkg = 1 + "x";');
 
   it('a flood from 127.0.0.2 gets 429s with Retry-After while a cold pull from 127.0.0.3 succeeds; warm pulls and blobs stay 200', async () => {
     const warm = await getFrom(suite.manifest('hello'), '127.0.0.9');
@@ -96,7 +96,11 @@ describe('admission: rate per client, trusted proxies, package cap, arm64 and ab
     assert.equal(fresh.status, 404, fresh.body);
   });
 
-  it('the page uses X-Forwarded-Host only from a trusted proxy, and neither page nor /api/status shows a filesystem path', async () => {
+  it('the page uses X-Forwarded-Host only from a trusted proxy, and neither page, /api/status nor an error shows a filesystem path', async () => {
+    // Nix's error for a package that fails to evaluate names the package set's file: redacted.
+    const bad = await getFrom(suite.manifest('badpkg'), '127.0.0.12');
+    assert.equal(bad.status, 503, bad.body);
+    assert.match(bad.body, /<package set>\/default\.nix/);
     const untrusted = await getFrom(`${suite.nx.url}/`, '127.0.0.2', { headers: { 'X-Forwarded-Host': 'evil.example.com' } });
     assert.equal(untrusted.status, 200);
     assert.ok(!untrusted.body.includes('evil.example.com'), 'an untrusted X-Forwarded-Host is on the page');
@@ -105,10 +109,11 @@ describe('admission: rate per client, trusted proxies, package cap, arm64 and ab
     assert.ok(trusted.body.includes('docker pull registry.example.org/'), 'a trusted proxy names the host');
     const status = await getFrom(`${suite.nx.url}/api/status`, '127.0.0.2');
     assert.equal(status.status, 200);
-    for (const [what, text] of [['page', untrusted.body], ['/api/status', status.body]] as const) {
+    assert.match(status.body, /<package set>\/default\.nix/, 'the recent failure is shown, redacted');
+    for (const [what, text] of [['page', untrusted.body], ['/api/status', status.body], ['error', bad.body]] as const) {
       for (const p of [suite.pkgsDir, suite.nx.storagePath, REPO]) assert.ok(!text.includes(p), `${what} shows the path ${p}`);
-      assert.match(text, /local package set/);
     }
+    for (const text of [untrusted.body, status.body]) assert.match(text, /local package set/);
   });
 
   it('too many packages in a name: 400 NAME_INVALID saying so, before any build', async () => {

@@ -11,6 +11,7 @@ import {
   type ProcessDeps,
   HEALTH_PATHS,
   QueueReader,
+  REPO_ROOT,
   SourceResolver,
   StorageUsage,
   healthAnswer,
@@ -24,6 +25,7 @@ import Koa from 'koa';
 import { Admission } from './admission';
 import { BuildClient, type Builds } from './build-client';
 import { clientAddress } from './client-address';
+import { pathRedactor } from './redact';
 import { Waiters } from './waiters';
 import { appErrorHandler, errorMiddleware } from './error-middleware';
 import { handleRegistry } from './registry';
@@ -103,6 +105,13 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   // --- end issue 6 ---
 
   const negative = new NegativeCache(redis, keys, config.negativeTtlSeconds * 1000, log); // issue 12
+  // Server paths never reach clients: error bodies, pages, /api/status (issue 12).
+  const redact = pathRedactor([
+    ...(config.source.type === 'path' ? [{ path: config.source.path, label: '<package set>' }] : []),
+    { path: config.nixDir, label: '<nix>' },
+    { path: REPO_ROOT, label: '<nixery>' },
+    ...(config.storage.backend === 'filesystem' ? [{ path: config.storage.path, label: '<storage>' }] : []),
+  ]);
   const drain = new RequestDrain();
   // X-Forwarded-* count only from NIXERY_TRUSTED_PROXIES (client-address.ts), never through Koa's app.proxy (issue 12).
   const app = new Koa({ proxy: false });
@@ -123,7 +132,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
       reqLog.debug({ status: ctx.status, ms: Math.round(seconds * 1000) }, 'request');
     }
   });
-  app.use(errorMiddleware(log, config.logRepeatSeconds * 1000));
+  app.use(errorMiddleware(log, config.logRepeatSeconds * 1000, redact));
   app.use(async (ctx, next) => {
     if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal, maxPackages: config.admission.maxPackages }))) await next();
   });
@@ -162,6 +171,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
     queues,
     store: buildStatus,
     log,
+    redact, // issue 12
   });
   app.use(router.routes());
   app.use(router.allowedMethods());

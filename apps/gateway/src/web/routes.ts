@@ -8,6 +8,7 @@ import { html } from './html';
 import { imageViewStatus, loadImageView, renderImagePage } from './image-page';
 import { contentSecurityPolicy, layout } from './layout';
 import { readStatus } from './status';
+import { redactJson } from '../redact';
 
 /** What the web pages read. */
 export interface WebDeps {
@@ -20,6 +21,8 @@ export interface WebDeps {
   queues: QueueReader;
   store: BuildStatusStore;
   log: Logger;
+  /** Removes the server's own paths from what the pages and /api/status show (redact.ts; issue 12). */
+  redact?: (text: string) => string;
 }
 
 function startPage(ctx: Context, route: string): string {
@@ -44,14 +47,14 @@ export function registerWebRoutes(router: Router, deps: WebDeps): void {
 
   router.get('/', async (ctx) => {
     const nonce = startPage(ctx, 'web');
-    const snapshot = await readStatus(deps);
+    const snapshot = redactJson(await readStatus(deps), deps.redact ?? ((t) => t));
     ctx.body = renderFrontPage({ host: host(ctx), snapshot, gitTags: deps.resolver.tagsAreGitRefs, nonce }).value;
   });
 
   router.get('/api/status', async (ctx) => {
     ctx.state.route = 'api_status';
     ctx.set('Cache-Control', 'no-store');
-    const snapshot = await readStatus(deps);
+    const snapshot = redactJson(await readStatus(deps), deps.redact ?? ((t) => t));
     ctx.body = { ...snapshot, html: renderLiveSections(snapshot) };
   });
 
