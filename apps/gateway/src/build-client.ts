@@ -147,7 +147,7 @@ export class BuildClient implements Builds {
       throw err;
     } finally {
       // A waiter that leaves unanswered (hung up, timed out, no worker) may leave an abandoned build behind.
-      await waiter.leave().catch(() => undefined);
+      await redisStep(waiter.leave(), STEP_MS, 'removing the waiter').catch(() => undefined);
       if (failure) await this.drop(data.image.system, [data.buildKey], failure === 'no_worker').catch(() => undefined);
     }
   }

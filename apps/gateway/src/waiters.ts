@@ -1,4 +1,4 @@
-import type { Redis } from '@nixery/shared';
+import { type Redis, redisReady } from '@nixery/shared';
 
 /** How long a waiter's record lives without renewal; renewed every third of it while the request waits. */
 export const WAITER_TTL_MS = 30_000;
@@ -36,7 +36,8 @@ export class Waiters {
     const id = `${process.pid}:${Math.random().toString(36).slice(2)}`;
     const mark = () => this.redis.multi().zadd(key, Date.now() + this.ttlMs, id).pexpire(key, this.ttlMs * 2).exec();
     await mark();
-    const renew = setInterval(() => void mark().catch(() => undefined), this.ttlMs / 3);
+    // With Redis away nothing is queued for it (the record expires by itself; a waiter then counts as gone).
+    const renew = setInterval(() => void (redisReady(this.redis) ? mark().catch(() => undefined) : undefined), this.ttlMs / 3);
     renew.unref();
     this.renewers.add(renew);
     let left = false;
@@ -46,7 +47,7 @@ export class Waiters {
         left = true;
         clearInterval(renew);
         this.renewers.delete(renew);
-        await this.redis.zrem(key, id);
+        if (redisReady(this.redis)) await this.redis.zrem(key, id);
       },
     };
   }
