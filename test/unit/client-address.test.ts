@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clientInfo, trustedProxySet } from '../../apps/gateway/src/client-address';
+import type { Context } from 'koa';
+import { clientInfo, clientKey, trustedProxySet } from '../../apps/gateway/src/client-address';
 import { loadConfig } from '../../libs/shared/src/config/config';
 import { Failed } from '../../libs/shared/src/core/failure';
 import { SourceResolver } from '../../libs/shared/src/sources/resolver';
@@ -32,6 +33,13 @@ describe('client address through trusted proxies', () => {
     assert.equal(clientInfo(trusted, '10.0.0.2', { 'x-forwarded-for': 'not-an-ip' }, false).address, '10.0.0.2');
     assert.equal(clientInfo(trusted, '10.0.0.2', {}, true).proto, 'https');
     assert.equal(clientInfo(trusted, '10.0.0.2', { 'x-forwarded-proto': 'gopher' }, false).proto, 'http');
+  });
+
+  it('admission counts the authenticated user when an auth middleware set one, else the address', () => {
+    const ctx = (state: Record<string, unknown>) => ({ state, req: { socket: { remoteAddress: '::ffff:127.0.0.9' } } }) as unknown as Context;
+    assert.equal(clientKey(ctx({ user: 'alice', client: { address: '5.6.7.8' } })), 'user:alice');
+    assert.equal(clientKey(ctx({ client: { address: '5.6.7.8' } })), 'addr:5.6.7.8');
+    assert.equal(clientKey(ctx({})), 'addr:127.0.0.9');
   });
 
   it('NIXERY_TRUSTED_PROXIES and NIXERY_BUILD_RATE are checked at start-up', () => {
