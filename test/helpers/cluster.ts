@@ -89,6 +89,8 @@ function appEnvBase(): Record<string, string> {
     LOG_LEVEL: 'debug',
     LOG_FORMAT: 'json',
     METADATA_SERVER_DETECTION: 'none',
+    // nginx on 127.0.0.1 in front of the gateways: its X-Forwarded-* count (issue 12).
+    NIXERY_TRUSTED_PROXIES: '127.0.0.1',
   };
 }
 

@@ -225,7 +225,7 @@ describe('popularity job', () => {
         () => undefined,
         new AbortController().signal,
       );
-      assert.ok(out.ok, JSON.stringify(!out.ok && out.failure));
+      assert.ok(out.ok && 'image' in out, JSON.stringify(!out.ok && out.failure));
       return out.image.layers.map((l) => l.paths.map(storePathName));
     };
     const isGlibc = (n: string) => n.startsWith('glibc-');

@@ -29,6 +29,9 @@ const EXAMPLES: Failure[] = [
   { kind: 'timeout', what: 'the image build', ms: 300_000 },
   { kind: 'no_worker', system: 'aarch64-linux' },
   { kind: 'shutting_down' },
+  { kind: 'rate_limited', retryAfterSeconds: 7 },
+  { kind: 'queue_full', limit: 1000 },
+  { kind: 'client_gone' },
   { kind: 'internal', message: 'TypeError at /secret/path/file.ts:12' },
 ];
 
@@ -50,9 +53,12 @@ describe('failures as data', () => {
     for (const f of EXAMPLES) {
       const e = registryErrorFor(f);
       const notFound = f.kind === 'unknown_packages' || f.kind === 'unknown_ref';
-      assert.equal(e.status, notFound ? 404 : 503, f.kind);
-      assert.equal(e.code, notFound ? 'MANIFEST_UNKNOWN' : 'UNAVAILABLE', f.kind);
-      const retryable = !notFound && !(f.kind === 'nix_failed' && !f.transient);
+      const limited = f.kind === 'rate_limited';
+      assert.equal(e.status, notFound ? 404 : limited ? 429 : 503, f.kind);
+      assert.equal(e.code, notFound ? 'MANIFEST_UNKNOWN' : limited ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', f.kind);
+      if (limited) assert.equal(e.headers['Retry-After'], String(f.retryAfterSeconds));
+      // Nobody reads the answer to a client that went away: nothing to wait for.
+      const retryable = !notFound && !(f.kind === 'nix_failed' && !f.transient) && f.kind !== 'client_gone';
       assert.equal(Boolean(e.headers['Retry-After']), retryable, `${f.kind}: Retry-After only where waiting helps`);
     }
     assert.ok(!JSON.stringify(registryErrorFor(EXAMPLES.at(-1)!).toBody()).includes('/secret/path'));

@@ -25,6 +25,11 @@ describe('registry paths', () => {
     ['/v2/hello/manifests/sha256:abc', 'MANIFEST_UNKNOWN'],
     ['/v2/../x/manifests/latest', 'NAME_INVALID'],
     ['/v2/a%2F/manifests/latest', 'NAME_INVALID'],
+    // Uppercase is not the spec's grammar: one image, one spelling (issue 12), for every route.
+    ['/v2/Hello/manifests/latest', 'NAME_INVALID'],
+    ['/v2/shell/bashInteractive/manifests/latest', 'NAME_INVALID'],
+    [`/v2/Hello/blobs/${D}`, 'NAME_INVALID'],
+    ['/v2/Hello/tags/list', 'NAME_INVALID'],
   ];
   for (const [p, code] of bad) {
     it(`rejects ${p} with ${code}`, () => {

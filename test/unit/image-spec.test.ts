@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig, splitWords } from '../../libs/shared/src/config/config';
-import { parseImage } from '../../libs/shared/src/protocol/image-spec';
+import { parseImage, validateName } from '../../libs/shared/src/protocol/image-spec';
 
 describe('image names (Nixery rules)', () => {
   it('shell meta-package expands and always-added packages are present', () => {
@@ -43,6 +43,20 @@ describe('image names (Nixery rules)', () => {
     assert.ok(r.spec.packages.includes('7zz'));
   });
 
+  // Every separator the spec allows between lowercase letters and digits: `.`, `_`, `__`, any run of `-`.
+  for (const name of ['hello', '7zz', 'xorg.xev', 'python3.pkgs', 'a_b', 'a__b', 'a-b', 'a---b', 'iana-etc', 'arm64/shell/git', 'a0/b1/c2']) {
+    it(`accepts ${JSON.stringify(name)}`, () => {
+      assert.equal(validateName(name), null);
+      assert.ok(parseImage(name, 'latest').ok);
+    });
+  }
+
+  it('an uppercase name is rejected with a reason naming the component and the grammar', () => {
+    const r = validateName('shell/Hello');
+    assert.equal(r?.kind, 'name_invalid');
+    assert.match(r?.reason ?? '', /"Hello".*\[a-z0-9\]\+/);
+  });
+
   const bad: [string, string, string][] = [
     ['', 'latest', 'name_invalid'],
     ['a//b', 'latest', 'name_invalid'],
@@ -51,6 +65,19 @@ describe('image names (Nixery rules)', () => {
     ['hello"; builtins.abort "x', 'latest', 'name_invalid'],
     ['${pkgs.hello}', 'latest', 'name_invalid'],
     ['x'.repeat(256), 'latest', 'name_invalid'],
+    // The spec's grammar (issue 12): lowercase only, so one image has one spelling.
+    ['Hello', 'latest', 'name_invalid'],
+    ['shell/bashInteractive', 'latest', 'name_invalid'],
+    ['HELLO/jq', 'latest', 'name_invalid'],
+    ['_7zz', 'latest', 'name_invalid'],
+    ['gtk+', 'latest', 'name_invalid'],
+    ['hello.', 'latest', 'name_invalid'],
+    ['xorg..xev', 'latest', 'name_invalid'],
+    ['-hello', 'latest', 'name_invalid'],
+    ['hello_', 'latest', 'name_invalid'],
+    ['a___b', 'latest', 'name_invalid'],
+    ['a._b', 'latest', 'name_invalid'],
+    ['hello/', 'latest', 'name_invalid'],
     ['hello', '', 'tag_invalid'],
     ['hello', '-bad', 'tag_invalid'],
     ['hello', 'a'.repeat(129), 'tag_invalid'],

@@ -101,7 +101,7 @@ describe('pipeline without Nix', () => {
       (p) => stages.push(p.stage),
       new AbortController().signal,
     );
-    assert.ok(outcome.ok, JSON.stringify(!outcome.ok && outcome.failure));
+    assert.ok(outcome.ok && 'image' in outcome, JSON.stringify(!outcome.ok && outcome.failure));
     assert.deepEqual(asked.at(-1)?.packages, ['bash', 'cacert', 'hello', 'iana-etc']);
     assert.deepEqual([...new Set(stages)], ['evaluating', 'layering', 'packing', 'uploading']);
     const built = outcome.image;
@@ -159,7 +159,7 @@ describe('pipeline without Nix', () => {
       () => undefined,
       new AbortController().signal,
     );
-    assert.ok(again.ok);
+    assert.ok(again.ok && 'image' in again);
     assert.equal(again.image.packedLayers, 0);
     assert.equal(again.image.documents.manifest.digest, built.documents.manifest.digest);
   });
@@ -171,8 +171,26 @@ describe('pipeline without Nix', () => {
       () => undefined,
       new AbortController().signal,
     );
-    assert.ok(outcome.ok);
+    assert.ok(outcome.ok && 'image' in outcome);
     assert.equal(outcome.image.layers.length, 2);
+  });
+
+  it('two spellings of one package set are one image: published under the resolved key, found there by the other spelling', async () => {
+    // The fixture resolves every request to the attributes hello and bash, as prepare-image.nix's fallbacks would.
+    const byKey = new Map<string, PublishedImage>();
+    const manifests = { put: async (key: string, m: PublishedImage, also: readonly string[] = []) => void [key, ...also].forEach((k) => byKey.set(k, m)) };
+    const deps = { storage, layerCache: memoryLayers(), prepare, popularity: async () => ({}), layerBudget: 95, packConcurrency: 1, log, sameImage: async (k: string) => byKey.get(k) ?? null };
+    const first = await buildImage(deps, job('hello/bash'), () => undefined, new AbortController().signal);
+    assert.ok(first.ok && 'image' in first);
+    const config = JSON.parse(first.image.documents.config.body) as { config: { Labels: Record<string, string> } };
+    assert.equal(config.config.Labels['org.nixery.packages'], 'bash hello', 'the label lists the resolved attributes, not the spelling');
+    const published = await publishImage({ storage, status: { recordSuccess: async () => undefined }, manifests, log }, job('hello/bash'), first.image, 1);
+    assert.ok(byKey.has(first.image.resolvedKey) && byKey.has('key-hello/bash'));
+
+    const other = await buildImage(deps, job('bash/hello/bashinteractive'), () => undefined, new AbortController().signal);
+    assert.ok(other.ok && 'shared' in other, 'the other spelling is answered with the published image');
+    assert.equal(other.resolvedKey, first.image.resolvedKey);
+    assert.equal(other.shared.digest, published.digest);
   });
 
   it('returns unknown packages as a failure, without packing anything', async () => {

@@ -4,12 +4,14 @@ import {
   CLUSTER_STATS,
   BuildStatusStore,
   ManifestCache,
+  NegativeCache,
   type Liveness,
   type ManifestLookup,
   type NixHealth,
   type ProcessDeps,
   HEALTH_PATHS,
   QueueReader,
+  REPO_ROOT,
   SourceResolver,
   StorageUsage,
   healthAnswer,
@@ -20,7 +22,11 @@ import {
   withTimeout,
 } from '@nixery/shared';
 import Koa from 'koa';
+import { Admission } from './admission';
 import { BuildClient, type Builds } from './build-client';
+import { clientAddress } from './client-address';
+import { pathRedactor } from './redact';
+import { Waiters } from './waiters';
 import { appErrorHandler, errorMiddleware } from './error-middleware';
 import { handleRegistry } from './registry';
 import { adminDashboard } from './web/admin';
@@ -81,17 +87,38 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
       prefix: config.redisPrefix,
       waitMs: config.buildWaitSeconds * 1000,
       onError: (err) => log.debug({ err: err.message }, 'build queue error'),
+      // admission of cold builds (issue 12)
+      admission: {
+        admit: new Admission(redis, config.redisPrefix, config.admission),
+        waiters: new Waiters(redis, config.redisPrefix),
+        abandonAfterMs: config.admission.abandonAfterMs,
+        onDropped: (system, ids) => {
+          metrics.buildsAbandoned.inc(ids.length);
+          log.info({ system, jobIds: ids.slice(0, 20), count: ids.length }, 'removed abandoned builds from the queue');
+        },
+      },
     });
+  if (builds instanceof BuildClient) builds.startSweeping(Math.max(500, Math.min(5000, config.admission.abandonAfterMs / 2))); // issue 12
   // --- web page and observability (issue 6): read-only queue handles, build status, queue gauges ---
   const queues = new QueueReader(deps.connect, config.redisPrefix, (err) => log.debug({ err: err.message }, 'queue reader error'));
   const buildStatus = new BuildStatusStore(redis, keys);
   registerQueueGauges(metrics.registry, () => queues.all());
   // --- end issue 6 ---
 
+  const negative = new NegativeCache(redis, keys, config.negativeTtlSeconds * 1000, log); // issue 12
+  // Server paths never reach clients: error bodies, pages, /api/status (issue 12).
+  const redact = pathRedactor([
+    ...(config.source.type === 'path' ? [{ path: config.source.path, label: '<package set>' }] : []),
+    { path: config.nixDir, label: '<nix>' },
+    { path: REPO_ROOT, label: '<nixery>' },
+    ...(config.storage.backend === 'filesystem' ? [{ path: config.storage.path, label: '<storage>' }] : []),
+  ]);
   const drain = new RequestDrain();
-  const app = new Koa({ proxy: true });
+  // X-Forwarded-* count only from NIXERY_TRUSTED_PROXIES (client-address.ts), never through Koa's app.proxy (issue 12).
+  const app = new Koa({ proxy: false });
   app.on('error', appErrorHandler(log));
   app.use(drain.middleware());
+  app.use(clientAddress(config.trustedProxies));
   app.use(async (ctx, next) => {
     const start = process.hrtime.bigint();
     const reqLog = log.child({ reqId: randomUUID().slice(0, 8), method: ctx.method, path: ctx.path.slice(0, 300) });
@@ -106,12 +133,12 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
       reqLog.debug({ status: ctx.status, ms: Math.round(seconds * 1000) }, 'request');
     }
   });
-  app.use(errorMiddleware(log, config.logRepeatSeconds * 1000));
+  app.use(errorMiddleware(log, config.logRepeatSeconds * 1000, redact));
   // Pull authentication (issue 12): before the registry routes and the status pages; sets ctx.state.user.
-  const auth = createPullAuth(config.auth, { redis, redisPrefix: config.redisPrefix, log });
+  const auth = createPullAuth(config.auth, { redis, redisPrefix: config.redisPrefix, log, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) });
   if (auth) app.use(auth.middleware);
   app.use(async (ctx, next) => {
-    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, stopping: drain.signal, ...(auth ? { authorizeBuild: auth.authorizeBuild } : {}) }))) await next();
+    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal, maxPackages: config.admission.maxPackages, ...(auth ? { authorizeBuild: auth.authorizeBuild } : {}) }))) await next();
   });
 
   // Queue dashboard, only when NIXERY_ADMIN_PASSWORD is set (otherwise /admin/queues is a 404). Issue 6.
@@ -142,11 +169,13 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   // Web pages: /, /api/status, /image/<name> (issue 6; apps/gateway/src/web/).
   registerWebRoutes(router, {
     fallbackHost: `localhost:${config.port}`,
+    ...(config.publicUrl ? { publicHost: new URL(config.publicUrl).host } : {}), // issue 12
     resolver,
     manifests,
     queues,
     store: buildStatus,
     log,
+    redact, // issue 12
   });
   app.use(router.routes());
   app.use(router.allowedMethods());

@@ -1,4 +1,5 @@
 import {
+  NIX_SYSTEMS,
   type BuildJobData,
   type BuildJobResult,
   Failed,
@@ -7,16 +8,29 @@ import {
   type Redis,
   buildQueueName,
   decodeFailure,
+  redisReady,
   redisStep,
   requireRedis,
   unlessRedisGone,
+  untilAborted,
 } from '@nixery/shared';
 import { type Job, Queue, QueueEvents } from 'bullmq';
+import { dropAbandoned } from './abandoned';
+import type { Admission } from './admission';
+import type { Waiters } from './waiters';
+
+/** Who asks for a build and until when (issue 12). */
+export interface BuildRequest {
+  /** The admission key of the client (`user:<name>` or `addr:<address>`); without it the request is not admitted (in-process use). */
+  client?: string;
+  /** Aborts when the client hangs up: the request stops waiting and no longer counts as a waiter. */
+  gone?: AbortSignal;
+}
 
 /** What the registry needs from the build queue (a fake in in-process tests). */
 export interface Builds {
   /** Requests a build and waits for it; throws `Failed` (the build's failure, `timeout`, `no_worker`). */
-  build(data: BuildJobData): Promise<PublishedImage>;
+  build(data: BuildJobData, req?: BuildRequest): Promise<PublishedImage>;
   /** Makes sure the queue for `system` is live before the first request. */
   warm(system: NixSystem): Promise<void>;
   close(): Promise<void>;
@@ -55,8 +69,39 @@ export class BuildClient implements Builds {
       attempts?: number;
       /** Errors of the queue and its event stream (Redis away, mostly); without it they go to stderr. */
       onError?: (err: Error) => void;
+      /** Admission of cold builds and the waiter records with their bound (issue 12); without them every build is admitted. */
+      admission?: { admit: Admission; waiters: Waiters; abandonAfterMs: number; onDropped?: (system: NixSystem, ids: string[]) => void };
     },
   ) {}
+
+  private sweeper?: NodeJS.Timeout;
+
+  /**
+   * Every `intervalMs`, removes abandoned builds from every system's queue
+   * (see `dropAbandoned`); any number of gateways may do it at once.
+   */
+  startSweeping(intervalMs: number): void {
+    const a = this.opts.admission;
+    if (!a || this.sweeper) return;
+    let running = false;
+    this.sweeper = setInterval(() => {
+      if (running) return;
+      running = true;
+      Promise.all(NIX_SYSTEMS.map((s) => this.drop(s)))
+        .catch((err: unknown) => this.opts.onError?.(err instanceof Error ? err : new Error(String(err))))
+        .finally(() => (running = false));
+    }, intervalMs);
+    this.sweeper.unref();
+  }
+
+  /** Removes abandoned builds of `system` (only `ids` when given; `now`: whatever their age). */
+  private async drop(system: NixSystem, ids?: string[], now = false): Promise<void> {
+    const a = this.opts.admission;
+    const q = this.forSystem(system);
+    if (!a || !redisReady(q.conn)) return;
+    const removed = await redisStep(dropAbandoned(q.queue, q.conn, a.waiters, { afterMs: now ? 0 : a.abandonAfterMs, ...(ids ? { ids } : {}) }), STEP_MS * 3, 'removing abandoned builds');
+    if (removed.length > 0) a.onDropped?.(system, removed);
+  }
 
   private forSystem(system: NixSystem) {
     let q = this.queues.get(system);
@@ -80,14 +125,36 @@ export class BuildClient implements Builds {
     await this.forSystem(system).events.waitUntilReady();
   }
 
-  async build(data: BuildJobData): Promise<PublishedImage> {
+  async build(data: BuildJobData, req: BuildRequest = {}): Promise<PublishedImage> {
     const q = this.forSystem(data.image.system);
-    const { queue, events, conn } = q;
+    const { conn } = q;
     if (!q.connected) {
       // The first request for a system makes its connections: they get a moment to come up.
-      await redisStep(Promise.all([queue.waitUntilReady(), events.waitUntilReady()]), STEP_MS, 'connecting to the build queue');
+      await redisStep(Promise.all([q.queue.waitUntilReady(), q.events.waitUntilReady()]), STEP_MS, 'connecting to the build queue');
       q.connected = true;
     }
+    const a = this.opts.admission;
+    if (!a || req.client === undefined) return this.buildAdmitted(data, 1);
+    requireRedis(conn);
+    const decision = await redisStep(a.admit.admit(req.client, data.image.system, data.buildKey), STEP_MS, 'admitting the build');
+    const waiter = await redisStep(a.waiters.join(data.buildKey), STEP_MS, 'recording the waiter');
+    let failure: string | undefined;
+    try {
+      const built = this.buildAdmitted(data, decision.outcome === 'admitted' ? decision.priority : 1);
+      return await (req.gone ? untilAborted(built, req.gone, { kind: 'client_gone' }) : built);
+    } catch (err) {
+      failure = err instanceof Failed ? err.failure.kind : 'internal';
+      throw err;
+    } finally {
+      // A waiter that leaves unanswered (hung up, timed out, no worker) may leave an abandoned build behind.
+      await redisStep(waiter.leave(), STEP_MS, 'removing the waiter').catch(() => undefined);
+      if (failure) await this.drop(data.image.system, [data.buildKey], failure === 'no_worker').catch(() => undefined);
+    }
+  }
+
+  /** Adds the job (or joins the one of the same build key) and waits for its result. */
+  private async buildAdmitted(data: BuildJobData, priority: number): Promise<PublishedImage> {
+    const { queue, events, conn } = this.forSystem(data.image.system);
     const asked = Date.now();
     for (let again = true; ; again = false) {
       requireRedis(conn);
@@ -98,6 +165,7 @@ export class BuildClient implements Builds {
           backoff: { type: 'exponential', delay: 2000 },
           removeOnComplete: { age: 3600, count: 1000 },
           removeOnFail: true,
+          priority,
         }),
         STEP_MS,
         'adding the build job',
@@ -135,6 +203,8 @@ export class BuildClient implements Builds {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.opts.admission?.waiters.close();
     await Promise.all(
       [...this.queues.values()].map((q) => unlessRedisGone(q.conn, Promise.all([q.events.close(), q.queue.close()]), { patienceMs: CLOSE_PATIENCE_MS })),
     );

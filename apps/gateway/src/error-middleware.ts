@@ -9,8 +9,9 @@ import { registryErrorFor } from './failures';
  * internals. A failure of the machine (a 503: storage, Redis, Nix, ...) is a
  * warning naming its cause; both go through a throttle, so a cause that fails
  * every request is one line per `repeatMs` (default 60 s) with a count.
+ * `redact` removes the server's own paths from the body (redact.ts).
  */
-export function errorMiddleware(log: Logger, repeatMs?: number) {
+export function errorMiddleware(log: Logger, repeatMs?: number, redact: (text: string) => string = (t) => t) {
   const lines = logThrottle(log, repeatMs);
   return async (ctx: Context, next: Next): Promise<void> => {
     try {
@@ -20,7 +21,7 @@ export function errorMiddleware(log: Logger, repeatMs?: number) {
       const e = err instanceof RegistryError ? err : failure ? registryErrorFor(failure) : new RegistryError('UNKNOWN');
       const reqLog = (ctx.state.log as Logger | undefined) ?? log;
       if (!(err instanceof RegistryError) && !failure) lines.log('error', `unhandled ${String(err)}`, { err, path: ctx.path }, 'unhandled error', reqLog);
-      else if (failure && e.status >= 500) {
+      else if (failure && e.status >= 500 && failure.kind !== 'client_gone') {
         const cause = describeFailure(failure);
         lines.log('warn', `${failure.kind} ${cause}`, { failure: failure.kind, cause, status: e.status }, 'request failed', reqLog);
       }
@@ -28,7 +29,8 @@ export function errorMiddleware(log: Logger, repeatMs?: number) {
       for (const [k, v] of Object.entries(e.headers)) ctx.set(k, v);
       ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
       ctx.set('Content-Type', 'application/json');
-      ctx.body = Buffer.from(JSON.stringify(e.toBody()));
+      // No server path in a client's answer (issue 12; Nix errors name the package set's files).
+      ctx.body = Buffer.from(redact(JSON.stringify(e.toBody())));
     }
   };
 }

@@ -30,6 +30,10 @@ const TABLE: { [K in FailureKind]: Row<K> } = {
   timeout: (f) => new RegistryError('UNAVAILABLE', `${f.what} is taking longer than ${Math.round(f.ms / 1000)} s; retry the pull`, undefined, { 'Retry-After': '10' }),
   no_worker: (f) =>
     new RegistryError('UNAVAILABLE', `no worker that builds for ${f.system} took the build in time`, { system: f.system }, { 'Retry-After': '30' }),
+  rate_limited: (f) =>
+    new RegistryError('TOOMANYREQUESTS', `too many new images asked for; retry in ${f.retryAfterSeconds} s`, { retryAfterSeconds: f.retryAfterSeconds }, { 'Retry-After': String(f.retryAfterSeconds) }),
+  queue_full: (f) => new RegistryError('UNAVAILABLE', `the build queue is full (${f.limit} builds waiting); retry later`, { limit: f.limit }, { 'Retry-After': '30' }),
+  client_gone: () => new RegistryError('UNAVAILABLE', 'the client went away'),
   shutting_down: () => new RegistryError('UNAVAILABLE', 'the registry is restarting; retry the pull', undefined, { 'Retry-After': '5' }),
   internal: () => new RegistryError('UNAVAILABLE', 'image build failed, try again', undefined, { 'Retry-After': '5' }),
 };

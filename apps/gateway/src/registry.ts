@@ -1,20 +1,24 @@
 import {
   type Digest,
+  Failed,
   type ManifestLookup,
   MediaTypes,
   type Metrics,
+  type NegativeCache,
   type PublishedImage,
   RegistryError,
   type SourceResolver,
   type StorageDriver,
   blobKey,
   buildKey,
+  failureOf,
   manifestKey,
   parseImage,
   untilAborted,
 } from '@nixery/shared';
 import type { Context } from 'koa';
 import type { Builds } from './build-client';
+import { clientKey } from './client-address';
 import { parseRange } from './range';
 import { type RegistryRoute, parseRegistryPath } from './registry-path';
 import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
@@ -28,8 +32,12 @@ export interface RegistryDeps {
   metrics: Metrics;
   /** Records pulls for storage collection, in the background (issue 11); none in in-process tests. */
   pulls?: { recordPull(digest: string): void };
+  /** Images known to have unknown packages (issue 12): answered 404 without a build; none in in-process tests. */
+  negative?: Pick<NegativeCache, 'unknownPackages'>;
   /** Aborts when a stopping gateway's grace is over: a build still awaited answers `shutting_down` (503). */
   stopping?: AbortSignal;
+  /** Packages one image may hold (NIXERY_MAX_PACKAGES; issue 12); unset = no cap. */
+  maxPackages?: number;
   /** Throws when this request may not start a build (pull authentication, issue 12: an anonymous client under NIXERY_ANONYMOUS=pull). */
   authorizeBuild?: (ctx: Context, name: string) => void;
 }
@@ -81,6 +89,13 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       throw new RegistryError('NAME_INVALID', parsed.error.reason);
     }
     const image = parsed.spec;
+    if (deps.maxPackages !== undefined && image.packages.length > deps.maxPackages) {
+      deps.metrics.admissionRefused.inc({ reason: 'too_many_packages' });
+      throw new RegistryError('NAME_INVALID', `the image name asks for ${image.packages.length} packages (with meta-packages expanded and cacert and iana-etc added); at most ${deps.maxPackages} per image`, {
+        packages: image.packages.length,
+        maxPackages: deps.maxPackages,
+      });
+    }
     const source = await deps.resolver.resolve(image.tag);
     const key = buildKey(image, source);
     // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
@@ -90,8 +105,18 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       deps.metrics.manifestCacheHits.inc();
     } else {
       deps.metrics.manifestCacheMisses.inc();
+      // Known not to exist for this source revision: the same 404 as its build gave, without Nix or a job.
+      const unknown = await deps.negative?.unknownPackages(key);
+      if (unknown) {
+        deps.metrics.negativeCacheHits.inc();
+        throw new Failed({ kind: 'unknown_packages', packages: unknown });
+      }
       deps.authorizeBuild?.(ctx, route.name);
-      const built = deps.builds.build({ buildKey: key, image, source });
+      const built = deps.builds.build({ buildKey: key, image, source }, { client: clientKey(ctx), gone: hangUp(ctx) }).catch((err: unknown) => {
+        const kind = failureOf(err)?.kind;
+        if (kind === 'rate_limited' || kind === 'queue_full') deps.metrics.admissionRefused.inc({ reason: kind });
+        throw err;
+      });
       m = await (deps.stopping ? untilAborted(built, deps.stopping, { kind: 'shutting_down' }) : built);
       deps.manifests.learn(key, m);
     }
@@ -107,6 +132,15 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
   ctx.set('Docker-Content-Digest', m.digest);
   ctx.set('Etag', `"${m.digest}"`);
   ctx.body = body;
+}
+
+/** A signal that aborts when the client closes its connection before its response is written. */
+function hangUp(ctx: Context): AbortSignal {
+  const ac = new AbortController();
+  ctx.res.once('close', () => {
+    if (!ctx.res.writableFinished) ac.abort();
+  });
+  return ac.signal;
 }
 
 /**

@@ -6,8 +6,10 @@ import {
   type Failure,
   type Logger,
   type Metrics,
+  type NegativeCache,
   type NixHealth,
   type PublishDeps,
+  type PublishedImage,
   type Redis,
   type RedisKeys,
   bumpClusterStat,
@@ -32,8 +34,16 @@ export interface BuildJobDeps {
   redis: Redis;
   keys: RedisKeys;
   log: Logger;
+  /** Where an image's unknown packages are remembered for its build key (issue 12; NIXERY_NEGATIVE_TTL). */
+  negative?: Pick<NegativeCache, 'remember'>;
   /** Window of the "build failed" lines' throttle, in ms (NIXERY_LOG_REPEAT_INTERVAL; default 60 s). */
   logRepeatMs?: number;
+}
+
+/** Layer count and bytes of a published manifest (for a build answered with an existing image). */
+function manifestStats(image: PublishedImage): { layers: number; layerBytes: number } {
+  const layers = (JSON.parse(image.body) as { layers?: { size?: number }[] }).layers ?? [];
+  return { layers: layers.length, layerBytes: layers.reduce((n, l) => n + (l.size ?? 0), 0) };
 }
 
 /** Failures a retry may fix; thrown (BullMQ retries) while attempts are left. */
@@ -76,6 +86,8 @@ export function buildJobRunner(deps: BuildJobDeps) {
     const cause = describeFailure(failure);
     failedLines.log(MACHINE.has(failure.kind) ? 'error' : 'warn', `${failure.kind} ${cause}`, { failure, cause, transient }, 'build failed', jlog);
     await deps.statusRec.failed(job, failure, transient, Date.now() - started); // web page (issue 6)
+    // Only "does not exist" is remembered (before the result, so the next pull finds it): never a machine's failure.
+    if (failure.kind === 'unknown_packages') await deps.negative?.remember(job.data.buildKey, failure.packages);
     if (transient && job.attemptsMade + 1 < (job.opts.attempts ?? 1)) throw new Error(describeFailure(failure));
     return { ok: false, failure: encodeFailure(failure) };
   };
@@ -120,6 +132,16 @@ export function buildJobRunner(deps: BuildJobDeps) {
         progress,
         abort,
       );
+      if (outcome.ok && 'shared' in outcome) {
+        // Another spelling of these packages was built before: this name gets that image (issue 12).
+        const image = outcome.shared;
+        await deps.publish.manifests.put(data.buildKey, image);
+        progress({ stage: 'done' });
+        metrics.imagesShared.inc();
+        const stats = { ...manifestStats(image), packedLayers: 0, durationMs: Date.now() - started };
+        jlog.info({ digest: image.digest, resolvedKey: outcome.resolvedKey, ...stats }, 'build finished: image shared with another spelling');
+        return { ok: true, image, stats };
+      }
       if (outcome.ok) {
         const image = await publishImage({ ...deps.publish, log: jlog }, data, outcome.image, Date.now() - started);
         progress({ stage: 'done' });

@@ -4,6 +4,7 @@ import {
   BuildStatusStore,
   LayerCache,
   ManifestCache,
+  NegativeCache,
   type Liveness,
   type NixHealth,
   NixHealthMonitor,
@@ -62,6 +63,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
 
   // Use records and deletion claims of storage collection (issue 11): builds never lose a blob to it.
   const usage = new StorageUsage(redis, keys);
+  const manifests = new ManifestCache(redis, keys);
   const runBuildJob = buildJobRunner({
     build: {
       storage: deps.storage,
@@ -71,8 +73,9 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
       layerBudget: config.layerBudget,
       packConcurrency: config.packConcurrency,
       usage,
+      sameImage: (resolved) => manifests.byBuildKey(resolved), // one image per package set, whatever its spelling (issue 12)
     },
-    publish: { storage: deps.storage, status, manifests: new ManifestCache(redis, keys), usage },
+    publish: { storage: deps.storage, status, manifests, usage },
     nixHealth,
     statusRec: buildStatusRecorder(status, log, config.logRepeatSeconds * 1000), // recent failures for the web page (issue 6)
     metrics,
@@ -80,6 +83,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     keys,
     log,
     logRepeatMs: config.logRepeatSeconds * 1000,
+    negative: new NegativeCache(redis, keys, config.negativeTtlSeconds * 1000, log), // issue 12
   });
 
   const shutdown = new GracefulShutdown(log);

@@ -21,6 +21,7 @@
 import { readFileSync } from 'node:fs';
 import type { AuthConfig, Logger, Redis } from '@nixery/shared';
 import type { Context, Middleware, Next } from 'koa';
+import type { ClientInfo } from '../client-address';
 import { type Challenge, checksBusy, unauthorized } from './challenge';
 import { presentedCredentials } from './credentials';
 import { parseHtpasswd } from './htpasswd';
@@ -50,8 +51,14 @@ function guarded(path: string, protectStatus: boolean): { kind: 'registry'; name
   return null;
 }
 
+/** scheme://host the client asked for, as seen through trusted proxies only (ctx.state.client, client-address.ts). */
+function requestBase(ctx: Context): string {
+  const c = ctx.state.client as Partial<ClientInfo> | undefined;
+  return `${c?.proto ?? ctx.protocol}://${c?.host ?? ctx.host}`;
+}
+
 /** The authentication of `config.auth`, or null when it is off. Reads the htpasswd and key files now: a bad one stops start-up. */
-export function createPullAuth(config: AuthConfig, deps: { redis: Redis; redisPrefix: string; log: Logger }): PullAuth | null {
+export function createPullAuth(config: AuthConfig, deps: { redis: Redis; redisPrefix: string; log: Logger; publicUrl?: string }): PullAuth | null {
   if (config.mode === 'off') return null;
   const verifiers: Verifiers = {};
   if (config.htpasswdPath) {
@@ -72,7 +79,7 @@ export function createPullAuth(config: AuthConfig, deps: { redis: Redis; redisPr
       ? { scheme: 'basic' }
       : {
           scheme: 'bearer',
-          realm: t.realm ?? `${ctx.protocol}://${ctx.host}/token`,
+          realm: t.realm ?? `${deps.publicUrl ?? requestBase(ctx)}/token`,
           service: t.service,
           ...(name !== undefined ? { name } : {}),
           ...(error ? { error } : {}),

@@ -8,16 +8,21 @@ import { html } from './html';
 import { imageViewStatus, loadImageView, renderImagePage } from './image-page';
 import { contentSecurityPolicy, layout } from './layout';
 import { readStatus } from './status';
+import { redactJson } from '../redact';
 
 /** What the web pages read. */
 export interface WebDeps {
   /** host[:port] used in examples when the request's Host header is missing or not a host name. */
   fallbackHost: string;
+  /** host[:port] of NIXERY_PUBLIC_URL: when set, the pages' pull commands always use it (issue 12). */
+  publicHost?: string;
   resolver: SourceResolver;
   manifests: ManifestLookup;
   queues: QueueReader;
   store: BuildStatusStore;
   log: Logger;
+  /** Removes the server's own paths from what the pages and /api/status show (redact.ts; issue 12). */
+  redact?: (text: string) => string;
 }
 
 function startPage(ctx: Context, route: string): string {
@@ -37,18 +42,19 @@ function startPage(ctx: Context, route: string): string {
  * escaped), `/image/<name>[?tag=]` (an image's layers).
  */
 export function registerWebRoutes(router: Router, deps: WebDeps): void {
-  const host = (ctx: Context) => pageHost(ctx.host, deps.fallbackHost);
+  // The request's Host, or a trusted proxy's X-Forwarded-Host (ctx.state.client, client-address.ts); NIXERY_PUBLIC_URL wins.
+  const host = (ctx: Context) => deps.publicHost ?? pageHost((ctx.state.client as { host?: string } | undefined)?.host ?? ctx.host, deps.fallbackHost);
 
   router.get('/', async (ctx) => {
     const nonce = startPage(ctx, 'web');
-    const snapshot = await readStatus(deps);
+    const snapshot = redactJson(await readStatus(deps), deps.redact ?? ((t) => t));
     ctx.body = renderFrontPage({ host: host(ctx), snapshot, gitTags: deps.resolver.tagsAreGitRefs, nonce }).value;
   });
 
   router.get('/api/status', async (ctx) => {
     ctx.state.route = 'api_status';
     ctx.set('Cache-Control', 'no-store');
-    const snapshot = await readStatus(deps);
+    const snapshot = redactJson(await readStatus(deps), deps.redact ?? ((t) => t));
     ctx.body = { ...snapshot, html: renderLiveSections(snapshot) };
   });
 

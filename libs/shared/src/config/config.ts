@@ -10,6 +10,7 @@ import { parseByteSize } from '../core/byte-size';
 import type { StorageConfig } from '../storage/driver';
 import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from '../popularity/schedule';
 import { type GcConfig, parseDurationMs } from '../collect/settings';
+import { isIP } from 'node:net';
 import { type AuthConfig, AuthEnv, authConfig } from './auth';
 
 /** The one validated configuration object, read from the environment once at start-up. */
@@ -100,6 +101,8 @@ export interface Config {
   nixGc: StoreGcOptions;
   /** Seconds an identical repeated error is counted before one "repeated N times" line (NIXERY_LOG_REPEAT_INTERVAL, default 60; issue 11). */
   logRepeatSeconds: number;
+  /** Seconds an image with unknown packages is answered 404 without a build, per build key (NIXERY_NEGATIVE_TTL, default 600; 0 = off; issue 12). */
+  negativeTtlSeconds: number;
   // --- end cluster ---
   // --- popularity job (issue 4) ---
   /** Popularity job settings (NIXERY_POPCOUNT_*; see libs/shared/src/popcount/schedule.ts). */
@@ -113,6 +116,14 @@ export interface Config {
   /** Basic-auth user and password of the queue dashboard at /admin/queues (NIXERY_ADMIN_USER default "admin", NIXERY_ADMIN_PASSWORD); no password = dashboard off. */
   admin: { user: string; password?: string };
   // --- end web page and observability ---
+  // --- admission and trusted proxies (issue 12) ---
+  /** Admission of cold builds (NIXERY_BUILD_RATE, NIXERY_MAX_QUEUED_BUILDS, NIXERY_MAX_PACKAGES, NIXERY_ABANDON_AFTER); see {@link AdmissionConfig}. */
+  admission: AdmissionConfig;
+  /** Proxies whose X-Forwarded-For/-Host/-Proto count (NIXERY_TRUSTED_PROXIES, comma-separated CIDRs or addresses, IPv4 and IPv6; default none). */
+  trustedProxies: string[];
+  /** The registry's public base URL (NIXERY_PUBLIC_URL, e.g. https://nixery.example.com): the page's pull commands use its host; unset = the request's Host. */
+  publicUrl?: string;
+  // --- end admission ---
   /** Pull authentication (NIXERY_AUTH, NIXERY_HTPASSWD, NIXERY_ANONYMOUS, NIXERY_PROTECT_STATUS, NIXERY_TOKEN_*; issue 12; see config/auth.ts). */
   auth: AuthConfig;
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
@@ -167,6 +178,7 @@ const EnvSchema = z.object({
   NIXERY_NIX_GC_INTERVAL: int(60, 1),
   NIXERY_NIX_GC_TIMEOUT: int(900, 1),
   NIXERY_LOG_REPEAT_INTERVAL: int(60, 1, 3600),
+  NIXERY_NEGATIVE_TTL: int(600, 0), // issue 12
   // popularity job (issue 4)
   NIXERY_POPCOUNT_SCHEDULE: z.string().default(DEFAULT_POPCOUNT_SCHEDULE),
   NIXERY_POPCOUNT_CACHE_URL: z.string().url().default('https://cache.nixos.org'),
@@ -183,6 +195,13 @@ const EnvSchema = z.object({
   NIXERY_WORKER_METRICS_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(9091),
   NIXERY_ADMIN_USER: z.string().min(1).default('admin'),
   NIXERY_ADMIN_PASSWORD: z.string().min(1).optional(),
+  // admission and trusted proxies (issue 12)
+  NIXERY_BUILD_RATE: z.string().default('60/60s'),
+  NIXERY_MAX_QUEUED_BUILDS: int(1000, 0),
+  NIXERY_MAX_PACKAGES: int(64, 1, 10_000),
+  NIXERY_ABANDON_AFTER: int(15, 0, 86_400),
+  NIXERY_TRUSTED_PROXIES: z.string().default(''),
+  NIXERY_PUBLIC_URL: z.string().url().optional(),
   // pull authentication (issue 12)
   ...AuthEnv,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -300,10 +319,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stagingSweepSeconds: e.NIXERY_STAGING_SWEEP_INTERVAL,
     nixGc: nixGcConfig(e), // issue 11
     logRepeatSeconds: e.NIXERY_LOG_REPEAT_INTERVAL,
+    negativeTtlSeconds: e.NIXERY_NEGATIVE_TTL, // issue 12
     popcount: popcountConfig(e), // issue 4
     gc: gcConfig(e), // issue 11
     workerMetricsPort: e.NIXERY_WORKER_METRICS_PORT === 'off' ? null : e.NIXERY_WORKER_METRICS_PORT, // issue 6
     admin: { user: e.NIXERY_ADMIN_USER, ...(e.NIXERY_ADMIN_PASSWORD ? { password: e.NIXERY_ADMIN_PASSWORD } : {}) }, // issue 6
+    admission: admissionConfig(e), // issue 12
+    trustedProxies: trustedProxies(e.NIXERY_TRUSTED_PROXIES), // issue 12
+    ...(e.NIXERY_PUBLIC_URL ? { publicUrl: e.NIXERY_PUBLIC_URL.replace(/\/+$/, '') } : {}), // issue 12
     auth: authOrThrow(e), // issue 12
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
@@ -353,4 +376,50 @@ function gcConfig(e: z.infer<typeof EnvSchema>): GcConfig {
     graceMs: duration('NIXERY_GC_GRACE', e.NIXERY_GC_GRACE),
     dryRun: e.NIXERY_GC_DRY_RUN,
   };
+}
+
+/**
+ * Admission of cold builds (issue 12). A client is the authenticated user,
+ * else its address as seen through trusted proxies only.
+ */
+export interface AdmissionConfig {
+  /**
+   * Token bucket per client for requests that would enqueue a new build
+   * (NIXERY_BUILD_RATE, `N/duration` such as `60/60s`, or `off`; default
+   * `60/60s`): holds N tokens, refilled at N per duration.
+   */
+  buildRate: { tokens: number; perMs: number } | null;
+  /** Builds waiting (not active) in the whole cluster, all systems together; past it 503 (NIXERY_MAX_QUEUED_BUILDS, default 1000; 0 = no cap). */
+  maxQueuedBuilds: number;
+  /** Packages one image may hold, meta-packages expanded and always-added ones included (NIXERY_MAX_PACKAGES, default 64). */
+  maxPackages: number;
+  /** A waiting build nobody waits for is removed once it has not started for this long (NIXERY_ABANDON_AFTER seconds, default 15). */
+  abandonAfterMs: number;
+}
+
+/** Admission settings from the parsed environment (issue 12). */
+function admissionConfig(e: z.infer<typeof EnvSchema>): AdmissionConfig {
+  const rate = e.NIXERY_BUILD_RATE.trim().toLowerCase();
+  let buildRate: AdmissionConfig['buildRate'] = null;
+  if (rate !== 'off') {
+    const m = /^(\d+)\/(.+)$/.exec(rate);
+    const perMs = m ? parseDurationMs(m[2] ?? '') : null;
+    const tokens = m ? Number(m[1]) : 0;
+    if (!m || perMs === null || perMs <= 0 || tokens < 1) throw new ConfigError(`NIXERY_BUILD_RATE: not "off" or builds per duration (30/60s, 100/1h): ${e.NIXERY_BUILD_RATE}`);
+    buildRate = { tokens, perMs };
+  }
+  return { buildRate, maxQueuedBuilds: e.NIXERY_MAX_QUEUED_BUILDS, maxPackages: e.NIXERY_MAX_PACKAGES, abandonAfterMs: e.NIXERY_ABANDON_AFTER * 1000 };
+}
+
+/** NIXERY_TRUSTED_PROXIES checked: each entry an IPv4 or IPv6 address, optionally with a prefix length (issue 12). */
+function trustedProxies(text: string): string[] {
+  const entries = text.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const entry of entries) {
+    const [addr = '', bits, extra] = entry.split('/');
+    const family = isIP(addr);
+    const max = family === 6 ? 128 : 32;
+    const ok = family !== 0 && extra === undefined && (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max));
+    if (!ok) throw new ConfigError(`NIXERY_TRUSTED_PROXIES: not an address or CIDR: ${entry}`);
+  }
+  return entries;
 }

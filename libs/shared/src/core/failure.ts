@@ -38,6 +38,12 @@ export type Failure =
   | { kind: 'timeout'; what: string; ms: number }
   /** jobs: no worker for the image's system took the build. */
   | { kind: 'no_worker'; system: string }
+  /** a gateway (admission, issue 12): the client used up its cold builds for now; a token comes back in `retryAfterSeconds`. */
+  | { kind: 'rate_limited'; retryAfterSeconds: number }
+  /** a gateway (admission, issue 12): `limit` builds already wait in the cluster. */
+  | { kind: 'queue_full'; limit: number }
+  /** a gateway: the client hung up while its pull waited (nobody reads the answer; issue 12). */
+  | { kind: 'client_gone' }
   /** a gateway: it is shutting down and the answer did not come within its grace. */
   | { kind: 'shutting_down' }
   /** anything else: the message is for logs, never shown to clients. */
@@ -82,6 +88,12 @@ export function describeFailure(f: Failure): string {
       return `${f.what} timed out after ${f.ms} ms`;
     case 'no_worker':
       return `no worker builds for ${f.system}`;
+    case 'rate_limited':
+      return `too many new builds; retry in ${f.retryAfterSeconds} s`;
+    case 'queue_full':
+      return `${f.limit} builds are waiting already`;
+    case 'client_gone':
+      return 'the client went away';
     case 'shutting_down':
       return 'the registry is shutting down';
     case 'internal':

@@ -44,7 +44,11 @@ export function createMetrics() {
     nixGcRuns: new Counter({ name: 'nixery_nix_gc_runs_total', help: 'Nix store garbage collections that ran to their end', registers: [registry] }),
     nixGcFailures: new Counter({ name: 'nixery_nix_gc_failures_total', help: 'Nix store garbage collections (or free-space checks) that failed, by reason', labelNames: ['reason'], registers: [registry] }),
     nixGcBytesFreed: new Counter({ name: 'nixery_nix_gc_bytes_freed_total', help: 'Bytes the Nix store garbage collections freed (as Nix reports them)', registers: [registry] }),
+    buildsAbandoned: new Counter({ name: 'nixery_builds_abandoned_total', help: 'Queued builds removed before they started because nobody waited for them any more (issue 12)', registers: [registry] }),
+    admissionRefused: new Counter({ name: 'nixery_admission_refused_total', help: 'Cold pulls refused by admission, by reason (rate_limited, queue_full, too_many_packages)', labelNames: ['reason'], registers: [registry] }),
     nixStoreFreeBytes: new Gauge({ name: 'nixery_nix_store_free_bytes', help: 'Free bytes on the filesystem holding the Nix store, at the last check', registers: [registry] }),
+    negativeCacheHits: new Counter({ name: 'nixery_negative_cache_hits_total', help: 'Manifest requests answered 404 from the negative cache (unknown packages), without a build', registers: [registry] }),
+    imagesShared: new Counter({ name: 'nixery_images_shared_total', help: 'Builds whose packages resolved to an image already built under another spelling, answered with that image', registers: [registry] }),
   };
   return m;
 }

@@ -56,6 +56,7 @@ export function redisKeys(prefix: string) {
     gcClaim: (digest: string) => `${prefix}:gc:claim:${digest}`,
     gcCollected: `${prefix}:gc:collected`,
     gcLock: `${prefix}:gc:lock`,
+    negative: (buildKey: string) => `${prefix}:negative:${buildKey}`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

@@ -12,3 +12,20 @@ export function buildKey(image: ImageSpec, source: ResolvedSource): string {
     .update(JSON.stringify({ v: 1, source: source.identity, system: image.system, packages: image.packages }))
     .digest('hex');
 }
+
+/**
+ * The image key after evaluation (issue 12): the same hash, but over the
+ * attribute paths the requested names resolved to (sorted, unique) instead of
+ * the names. Names that differ only where the lookup's fallbacks meet
+ * (`bashinteractive` found case-insensitively and `shell`'s `bashInteractive`;
+ * `7zz` found as `_7zz`) have two build keys and one resolved key: the worker
+ * looks the manifest up under it before it lays out layers, and publishes
+ * under both, so every spelling gets one image and one digest. It lives among
+ * the build keys of the manifest cache (its own hash input, so the two never
+ * collide), which the storage collector drops like any other.
+ */
+export function resolvedKey(image: Pick<ImageSpec, 'system'>, source: Pick<ResolvedSource, 'identity'>, attrs: readonly string[]): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ v: 1, resolved: true, source: source.identity, system: image.system, attrs: [...new Set(attrs)].sort() }))
+    .digest('hex');
+}

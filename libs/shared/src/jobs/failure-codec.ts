@@ -14,6 +14,9 @@ export const FAILURE_CODES = {
   timeout: 'TIMEOUT',
   no_worker: 'NO_WORKER',
   shutting_down: 'SHUTTING_DOWN',
+  rate_limited: 'RATE_LIMITED',
+  queue_full: 'QUEUE_FULL',
+  client_gone: 'CLIENT_GONE',
   internal: 'INTERNAL',
 } as const satisfies Record<FailureKind, string>;
 
@@ -39,6 +42,9 @@ const FIELDS: { [K in FailureKind]: z.ZodType<Omit<Extract<Failure, { kind: K }>
   timeout: z.object({ what: s, ms: z.number() }),
   no_worker: z.object({ system: s }),
   shutting_down: z.object({}),
+  rate_limited: z.object({ retryAfterSeconds: z.number() }),
+  queue_full: z.object({ limit: z.number() }),
+  client_gone: z.object({}),
   internal: z.object({ message: s }),
 };
 

@@ -6,9 +6,10 @@ import type { Failure } from '../core/failure';
 import type { ClosureGraph, Popularity } from '../core/graph';
 import { mapLimit } from '../core/map-limit';
 import type { BuildJobData, BuildProgress } from '../jobs';
+import { resolvedKey } from '../jobs/build-key';
 import { groupLayers } from '../layering';
 import type { Preparation } from '../nix';
-import { buildImageDocuments, type ImageDocuments, type ManifestLayer } from '../protocol';
+import { buildImageDocuments, type ImageDocuments, type ManifestLayer, type PublishedImage } from '../protocol';
 import { packStorePaths, packSymlinkLayer } from '../tarball';
 import { type LayerDeps, ensureLayer, layerKey } from './layers';
 
@@ -26,6 +27,12 @@ export interface BuildDeps extends LayerDeps {
   packConcurrency: number;
   /** Called when a Nix build (not a cache hit) starts. */
   onNixBuild?: () => void;
+  /**
+   * The image already published under a resolved key (see `resolvedKey`):
+   * another spelling of the same packages was built before. None in tests
+   * without a manifest cache.
+   */
+  sameImage?: (resolvedKey: string) => Promise<PublishedImage | null>;
 }
 
 /** One layer of a built image. */
@@ -43,10 +50,19 @@ export interface BuiltImage {
   packedLayers: number;
   /** Compressed bytes of all layers. */
   layerBytes: number;
+  /** The key of the resolved attributes (`resolvedKey`), which the image is published under too. */
+  resolvedKey: string;
 }
 
-/** What a build gives: the image, or why not (`transient` when a retry may help). */
-export type BuildOutcome = { ok: true; image: BuiltImage } | { ok: false; failure: Failure; transient: boolean };
+/**
+ * What a build gives: the image; or the image another spelling of the same
+ * packages already has (`shared`, found by resolved key: nothing is laid out
+ * or packed); or why not (`transient` when a retry may help).
+ */
+export type BuildOutcome =
+  | { ok: true; image: BuiltImage }
+  | { ok: true; shared: PublishedImage; resolvedKey: string }
+  | { ok: false; failure: Failure; transient: boolean };
 
 /**
  * Builds one image: Nix (evaluate + build + closure graph, through
@@ -93,6 +109,12 @@ async function buildWithRoots(
     return { ok: false, failure: { kind: 'nix_failed', message: prepared.message, transient: prepared.transient }, transient: prepared.transient };
   }
 
+  // One set of packages, one image: the attributes the names resolved to, whatever their spelling.
+  const attrs = [...new Set(Object.values(prepared.packages).map((p) => p.attr))].sort();
+  const resolved = resolvedKey(job.image, job.source, attrs);
+  const shared = await deps.sameImage?.(resolved);
+  if (shared) return { ok: true, shared, resolvedKey: resolved };
+
   progress({ stage: 'layering' });
   const graph: ClosureGraph = prepared.graph;
   const groups = groupLayers(graph, { budget: deps.layerBudget - 1, popularity: await deps.popularity() });
@@ -126,7 +148,7 @@ async function buildWithRoots(
     hasBash: roots.some((r) => existsSync(path.join(r, 'bin', 'bash'))),
     labels: {
       'org.opencontainers.image.revision': job.source.revision,
-      'org.nixery.packages': job.image.packages.join(' '),
+      'org.nixery.packages': attrs.join(' '),
     },
   });
   return {
@@ -136,6 +158,7 @@ async function buildWithRoots(
       layers: all.map((l) => ({ digest: l.digest, size: l.size, paths: l.paths })),
       packedLayers,
       layerBytes: all.reduce((n, l) => n + l.size, 0),
+      resolvedKey: resolved,
     },
   };
 }

@@ -26,7 +26,7 @@ export interface PublishDeps {
  *    `manifests/<hex>` too, so it can be fetched by digest);
  * 2. status: the build record and the image's layer facts for the web page
  *    (a failure here is logged, not fatal: the page is not the registry);
- * 3. cache: the manifest under its build key and its digest.
+ * 3. cache: the manifest under its build key, its resolved key and its digest.
  * So whoever finds the manifest in the cache finds its blobs and its layer
  * facts. Returns the published image, which the build job hands to the gateway.
  */
@@ -60,6 +60,6 @@ export async function publishImage(deps: PublishDeps, job: BuildJobData, built: 
       built.layers,
     )
     .catch((err: unknown) => deps.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not record build status'));
-  await deps.manifests.put(job.buildKey, image);
+  await deps.manifests.put(job.buildKey, image, [built.resolvedKey]);
   return image;
 }

@@ -33,17 +33,25 @@ export const ALWAYS_PACKAGES = ['cacert', 'iana-etc'] as const;
 
 /** Repository names may hold at most this many bytes (as in the distribution registry). */
 export const MAX_NAME_LENGTH = 255;
-const COMPONENT_RE = /^[A-Za-z0-9_][A-Za-z0-9._+-]*$/;
+/**
+ * One path component of a repository name, as the OCI distribution spec
+ * defines it: lowercase letters and digits, separated by one `.`, one or
+ * two `_`, or any number of `-` (`[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`). So
+ * one image has one spelling: `Hello`, `_7zz` and `gtk+` are not names
+ * (packages with such attributes are reached through the lookup's
+ * case-insensitive and leading-underscore fallbacks, nix/prepare-image.nix).
+ */
+export const NAME_COMPONENT_RE = /^[a-z0-9]+(?:(?:\.|__?|-+)[a-z0-9]+)*$/;
 const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
-/** Validates a repository name's shape without interpreting it. */
+/** Validates a repository name's shape (the spec's grammar, {@link NAME_COMPONENT_RE} per component) without interpreting it. */
 export function validateName(name: string): SpecError | null {
   if (name.length === 0 || name.length > MAX_NAME_LENGTH) {
     return { kind: 'name_invalid', reason: `name must be 1-${MAX_NAME_LENGTH} characters` };
   }
   for (const c of name.split('/')) {
-    if (!COMPONENT_RE.test(c) || c.includes('..') || c.endsWith('.')) {
-      return { kind: 'name_invalid', reason: `invalid path component "${c.slice(0, 64)}"` };
+    if (!NAME_COMPONENT_RE.test(c)) {
+      return { kind: 'name_invalid', reason: `invalid path component "${c.slice(0, 64)}": must match [a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)* (lowercase)` };
     }
   }
   return null;

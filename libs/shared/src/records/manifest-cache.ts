@@ -38,10 +38,16 @@ export class ManifestCache {
     return this.lookup(this.keys.manifestByDigest(digest), 'miss');
   }
 
-  /** Records a built manifest under its build key and its digest, in Redis and in memory. */
-  async put(buildKey: string, m: CachedManifest): Promise<void> {
+  /**
+   * Records a built manifest under its build key, any further keys naming
+   * the same image (`also`: its resolved key, issue 12) and its digest, in
+   * Redis and in memory.
+   */
+  async put(buildKey: string, m: CachedManifest, also: readonly string[] = []): Promise<void> {
     const v = JSON.stringify(m);
-    await this.redis.multi().set(this.keys.manifestByBuild(buildKey), v).set(this.keys.manifestByDigest(m.digest), v).exec();
+    const tx = this.redis.multi();
+    for (const k of [buildKey, ...also]) tx.set(this.keys.manifestByBuild(k), v);
+    await tx.set(this.keys.manifestByDigest(m.digest), v).exec();
     this.remember(this.keys.manifestByBuild(buildKey), m);
     this.remember(this.keys.manifestByDigest(m.digest), m);
   }

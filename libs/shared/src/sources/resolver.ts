@@ -101,9 +101,10 @@ export class SourceResolver {
   /** A short description of the source, for the logs and the web page (credentials removed). */
   describe(): string {
     const s = this.source;
-    if (s.type === 'git') return `git repository ${redactUrl(s.url)}`;
+    if (s.type === 'git') return /^(\/|\.|~|file:)/i.test(s.url) ? 'local git repository' : `git repository ${redactUrl(s.url)}`;
     if (s.type === 'channel') return `nixpkgs channel ${s.channel}`;
-    return s.bundled ? `bundled package set (${s.path})` : `local package set ${s.path}`;
+    // Never the path (issue 12): pages and /api/status show this; the revision (fingerprint) tells sets apart.
+    return s.bundled ? 'bundled package set' : 'local package set';
   }
 
   /**
@@ -116,7 +117,9 @@ export class SourceResolver {
     switch (s.type) {
       case 'path': {
         const fp = await this.fingerprinter!.current().catch((e: unknown) => {
-          throw new Failed({ kind: 'source_unavailable', source: this.describe(), error: `cannot read the package set: ${String(e)}` });
+          // Clients see this (503 detail, /api/status): the errno code, never the path (issue 12).
+          const code = (e as NodeJS.ErrnoException | null)?.code;
+          throw new Failed({ kind: 'source_unavailable', source: this.describe(), error: `cannot read the package set${code ? ` (${code})` : ''}` });
         });
         return this.pin(`path:${s.path}#${fp}`, '', () => ({ revision: fp.slice(0, 16), nix: { type: 'path', path: s.path } }));
       }
