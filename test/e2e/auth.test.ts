@@ -11,6 +11,8 @@
  *   in Redis; or the operator's key file), docker login + pull + run and
  *   skopeo through it, forged and expired tokens 401; an external issuer's
  *   public key: its tokens pass, others are refused;
+ * - admission keys clients by the authenticated user (two users on one
+ *   address have a build bucket each);
  * - no password, basic credential or token appears in the log file.
  */
 import assert from 'node:assert/strict';
@@ -161,6 +163,21 @@ describe('NIXERY_AUTH=basic, NIXERY_ANONYMOUS=pull: anonymous clients pull only 
     const cold = await skopeo(['inspect', '--tls-verify=false', '--no-tags', `docker://${s.nx.host}/hello:latest`]);
     assert.notEqual(cold.code, 0);
     await assertUnauthorized(await get(manifest, basic(USER, WRONG)), /^Basic /);
+  });
+});
+
+describe('admission keys clients by the authenticated user (ctx.state.user)', () => {
+  const s = suiteNixery(async () => {
+    const file = path.join(scratch, 'htpasswd-two');
+    await writeFile(file, `${await readFile(htpasswd, 'utf8')}bob:${bcrypt.hashSync('bobs-pass', 10).replace(/^\$2[ab]\$/, '$2y$')}\n`);
+    return { NIXERY_AUTH: 'basic', NIXERY_HTPASSWD: file, NIXERY_BUILD_RATE: '1/1h' };
+  });
+
+  it('two users on one address have a build bucket each', async () => {
+    const cold = (name: string, auth: string) => get(`${s.nx.url}/v2/${name}/manifests/latest`, auth);
+    assert.equal((await cold('nosuchpackage-a', ALICE)).status, 404, "alice's one build: an unknown package");
+    assert.equal((await cold('nosuchpackage-b', ALICE)).status, 429, "alice's bucket is empty");
+    assert.equal((await cold('nosuchpackage-c', basic('bob', 'bobs-pass'))).status, 404, 'bob, from the same address, has his own');
   });
 });
 
