@@ -23,7 +23,7 @@ import { after, before, describe, it } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { SignJWT, decodeJwt, importSPKI, jwtVerify } from 'jose';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
-import { MANIFEST_ACCEPT, type NixeryInstance, startNixery } from '../helpers/nixery';
+import { MANIFEST_ACCEPT, type NixeryInstance, metricValue, startNixery } from '../helpers/nixery';
 import { makeScratchDir, removeScratchDir, run } from '../helpers/proc';
 
 const USER = 'alice';
@@ -137,6 +137,11 @@ describe('NIXERY_AUTH=basic, NIXERY_ANONYMOUS=none, NIXERY_PROTECT_STATUS=true',
       assert.equal((await get(`${s.nx.url}${p}`, ALICE, '*/*')).status, 200, p);
     }
     assert.equal((await get(`${s.nx.url}/healthz`, undefined, '*/*')).status, 200);
+    // Refusals are counted by reason (the wrong passwords and missing credentials of this suite).
+    const text = await (await get(`${s.nx.url}/metrics`, ALICE, '*/*')).text();
+    assert.ok(metricValue(text, 'nixery_auth_refused_total', { reason: 'password' }) >= 6);
+    assert.ok(metricValue(text, 'nixery_auth_refused_total', { reason: 'anonymous' }) >= 5);
+    assert.ok(metricValue(text, 'nixery_auth_refused_total', { reason: 'malformed' }) >= 1);
   });
 
   it('no credential reaches the log', async () => {

@@ -135,7 +135,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   });
   app.use(errorMiddleware(log, config.logRepeatSeconds * 1000, redact));
   // Pull authentication (issue 12): before the registry routes and the status pages; sets ctx.state.user.
-  const auth = createPullAuth(config.auth, { redis, redisPrefix: config.redisPrefix, log, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) });
+  const auth = createPullAuth(config.auth, { redis, redisPrefix: config.redisPrefix, log, metrics, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) });
   if (auth) app.use(auth.middleware);
   app.use(async (ctx, next) => {
     if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal, maxPackages: config.admission.maxPackages, ...(auth ? { authorizeBuild: auth.authorizeBuild } : {}) }))) await next();

@@ -17,9 +17,10 @@
  *   anonymous client reaches only what is built: {@link PullAuth.authorizeBuild}
  *   refuses the cold build the manifest handler would start.
  * - Status pages need an authenticated user (never anonymous).
+ * - Every refusal is counted in `nixery_auth_refused_total{reason}`.
  */
 import { readFileSync } from 'node:fs';
-import type { AuthConfig, Logger, Redis } from '@nixery/shared';
+import type { AuthConfig, Logger, Metrics, Redis } from '@nixery/shared';
 import type { Context, Middleware, Next } from 'koa';
 import type { ClientInfo } from '../client-address';
 import { type Challenge, checksBusy, unauthorized } from './challenge';
@@ -58,7 +59,7 @@ function requestBase(ctx: Context): string {
 }
 
 /** The authentication of `config.auth`, or null when it is off. Reads the htpasswd and key files now: a bad one stops start-up. */
-export function createPullAuth(config: AuthConfig, deps: { redis: Redis; redisPrefix: string; log: Logger; publicUrl?: string }): PullAuth | null {
+export function createPullAuth(config: AuthConfig, deps: { redis: Redis; redisPrefix: string; log: Logger; metrics: Metrics; publicUrl?: string }): PullAuth | null {
   if (config.mode === 'off') return null;
   const verifiers: Verifiers = {};
   if (config.htpasswdPath) {
@@ -91,20 +92,25 @@ export function createPullAuth(config: AuthConfig, deps: { redis: Redis; redisPr
     if (!need) return next();
     const name = need.kind === 'registry' ? need.name : undefined;
     const who: Identity = await identify(presentedCredentials(ctx.get('Authorization') || undefined), verifiers);
-    if (who.kind === 'busy') throw checksBusy();
+    const refuse = (reason: string, err: Error): Error => {
+      deps.metrics.authRefused.inc({ reason });
+      return err;
+    };
+    if (who.kind === 'busy') throw refuse('busy', checksBusy());
     if (who.kind === 'refused') {
+      deps.metrics.authRefused.inc({ reason: who.why });
       const tokenError = who.why === 'invalid_token' || who.why === 'expired_token' ? 'invalid_token' : undefined;
       throw unauthorized(challenge(ctx, name, tokenError), who.why === 'password' ? 'wrong user name or password' : 'credentials refused');
     }
     // Status pages: basic credentials when there is an htpasswd file (browsers, Prometheus), else a token.
-    if (need.kind === 'status' && who.kind !== 'user') throw unauthorized(verifiers.passwords ? { scheme: 'basic' } : challenge(ctx));
+    if (need.kind === 'status' && who.kind !== 'user') throw refuse('anonymous', unauthorized(verifiers.passwords ? { scheme: 'basic' } : challenge(ctx)));
     if (who.kind === 'anonymous') {
       // No credentials at all: /v2/ always challenges (clients discover authentication there); the rest per NIXERY_ANONYMOUS.
-      if (config.anonymous === 'none' || (name === undefined && who.access === undefined)) throw unauthorized(challenge(ctx, name));
+      if (config.anonymous === 'none' || (name === undefined && who.access === undefined)) throw refuse('anonymous', unauthorized(challenge(ctx, name)));
       ctx.state.anonymous = true;
     }
     if (name !== undefined && who.access !== undefined && !allows(who.access, name, 'pull')) {
-      throw unauthorized(challenge(ctx, name, 'insufficient_scope'), `the token does not grant pull on ${name}`);
+      throw refuse('scope', unauthorized(challenge(ctx, name, 'insufficient_scope'), `the token does not grant pull on ${name}`));
     }
     if (who.kind === 'user') {
       ctx.state.user = who.user;
@@ -117,6 +123,7 @@ export function createPullAuth(config: AuthConfig, deps: { redis: Redis; redisPr
     middleware,
     authorizeBuild: (ctx, name) => {
       if (ctx.state.anonymous === true && config.anonymous === 'pull') {
+        deps.metrics.authRefused.inc({ reason: 'anonymous' });
         throw unauthorized(challenge(ctx, name), 'anonymous clients may pull only images already built; log in to build');
       }
     },
