@@ -62,7 +62,8 @@ export async function startNixery(
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (exited !== null) throw new Error(`nixery exited with ${exited} during start-up; see ${logFile}`);
-    const ok = await fetch(`${url}/v2/`).then((r) => r.ok, () => false);
+    // 401: pull authentication is on (issue 12), and /v2/ answers its challenge.
+    const ok = await fetch(`${url}/v2/`).then((r) => r.ok || r.status === 401, () => false);
     if (ok) break;
     if (Date.now() > deadline) throw new Error(`nixery did not start; see ${logFile}`);
     await sleep(100);

@@ -32,6 +32,7 @@ import { handleRegistry } from './registry';
 import { adminDashboard } from './web/admin';
 import { registerWebRoutes } from './web/routes';
 import { RequestDrain } from './drain';
+import { createPullAuth } from './auth/pull-auth';
 
 /** What the gateway needs from the process that runs it (a subset of its Runtime). */
 export type GatewayDeps = ProcessDeps & {
@@ -133,8 +134,11 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
     }
   });
   app.use(errorMiddleware(log, config.logRepeatSeconds * 1000, redact));
+  // Pull authentication (issue 12): before the registry routes and the status pages; sets ctx.state.user.
+  const auth = createPullAuth(config.auth, { redis, redisPrefix: config.redisPrefix, log, metrics, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) });
+  if (auth) app.use(auth.middleware);
   app.use(async (ctx, next) => {
-    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal, maxPackages: config.admission.maxPackages }))) await next();
+    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal, maxPackages: config.admission.maxPackages, ...(auth ? { authorizeBuild: auth.authorizeBuild } : {}) }))) await next();
   });
 
   // Queue dashboard, only when NIXERY_ADMIN_PASSWORD is set (otherwise /admin/queues is a 404). Issue 6.

@@ -38,6 +38,8 @@ export interface RegistryDeps {
   stopping?: AbortSignal;
   /** Packages one image may hold (NIXERY_MAX_PACKAGES; issue 12); unset = no cap. */
   maxPackages?: number;
+  /** Throws when this request may not start a build (pull authentication, issue 12: an anonymous client under NIXERY_ANONYMOUS=pull). */
+  authorizeBuild?: (ctx: Context, name: string) => void;
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -109,6 +111,7 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
         deps.metrics.negativeCacheHits.inc();
         throw new Failed({ kind: 'unknown_packages', packages: unknown });
       }
+      deps.authorizeBuild?.(ctx, route.name);
       const built = deps.builds.build({ buildKey: key, image, source }, { client: clientKey(ctx), gone: hangUp(ctx) }).catch((err: unknown) => {
         const kind = failureOf(err)?.kind;
         if (kind === 'rate_limited' || kind === 'queue_full') deps.metrics.admissionRefused.inc({ reason: kind });

@@ -11,6 +11,7 @@ import type { StorageConfig } from '../storage/driver';
 import { DEFAULT_POPCOUNT_SCHEDULE, type PopcountConfig, parsePopcountSchedule } from '../popularity/schedule';
 import { type GcConfig, parseDurationMs } from '../collect/settings';
 import { isIP } from 'node:net';
+import { type AuthConfig, AuthEnv, authConfig } from './auth';
 
 /** The one validated configuration object, read from the environment once at start-up. */
 export interface Config {
@@ -123,6 +124,8 @@ export interface Config {
   /** The registry's public base URL (NIXERY_PUBLIC_URL, e.g. https://nixery.example.com): the page's pull commands use its host; unset = the request's Host. */
   publicUrl?: string;
   // --- end admission ---
+  /** Pull authentication (NIXERY_AUTH, NIXERY_HTPASSWD, NIXERY_ANONYMOUS, NIXERY_PROTECT_STATUS, NIXERY_TOKEN_*; issue 12; see config/auth.ts). */
+  auth: AuthConfig;
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
@@ -199,6 +202,8 @@ const EnvSchema = z.object({
   NIXERY_ABANDON_AFTER: int(15, 0, 86_400),
   NIXERY_TRUSTED_PROXIES: z.string().default(''),
   NIXERY_PUBLIC_URL: z.string().url().optional(),
+  // pull authentication (issue 12)
+  ...AuthEnv,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 });
@@ -322,9 +327,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     admission: admissionConfig(e), // issue 12
     trustedProxies: trustedProxies(e.NIXERY_TRUSTED_PROXIES), // issue 12
     ...(e.NIXERY_PUBLIC_URL ? { publicUrl: e.NIXERY_PUBLIC_URL.replace(/\/+$/, '') } : {}), // issue 12
+    auth: authOrThrow(e), // issue 12
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
   };
+}
+
+/** The pull authentication settings from the parsed environment (issue 12). */
+function authOrThrow(e: z.infer<typeof EnvSchema>): AuthConfig {
+  const auth = authConfig(e);
+  if ('error' in auth) throw new ConfigError(auth.error);
+  return auth;
 }
 
 /** The Nix store collector's settings from the parsed environment (issue 11). */

@@ -4,3 +4,4 @@
  * Never imports runtime, records, jobs or the pipeline, and nothing that does I/O.
  */
 export * from './config';
+export * from './auth';

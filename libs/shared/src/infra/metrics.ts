@@ -49,6 +49,7 @@ export function createMetrics() {
     nixStoreFreeBytes: new Gauge({ name: 'nixery_nix_store_free_bytes', help: 'Free bytes on the filesystem holding the Nix store, at the last check', registers: [registry] }),
     negativeCacheHits: new Counter({ name: 'nixery_negative_cache_hits_total', help: 'Manifest requests answered 404 from the negative cache (unknown packages), without a build', registers: [registry] }),
     imagesShared: new Counter({ name: 'nixery_images_shared_total', help: 'Builds whose packages resolved to an image already built under another spelling, answered with that image', registers: [registry] }),
+    authRefused: new Counter({ name: 'nixery_auth_refused_total', help: 'Requests refused by pull authentication, by reason (password, malformed, invalid_token, expired_token, scheme, scope, anonymous, busy)', labelNames: ['reason'], registers: [registry] }), // issue 12
   };
   return m;
 }
