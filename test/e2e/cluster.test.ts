@@ -249,7 +249,7 @@ describe('cluster: 2 gateways behind nginx, 2 workers, Redis, GCS emulator', () 
     c.gateways.splice(0, 1);
   });
 
-  it('an arm64 image with no aarch64 worker: 503 UNAVAILABLE naming aarch64-linux; an aarch64 worker then takes the job', async () => {
+  it('an arm64 image with no aarch64 worker: 503 UNAVAILABLE naming aarch64-linux, no job left; an aarch64 worker then takes the next pull', async () => {
     // A gateway outside the load balancer with a short build wait, and public (unsigned) redirects
     // under another name for the storage (GCS_PUBLIC_URL, as docker-compose uses it).
     const publicBase = c.emulator.host.replace('127.0.0.1', 'localhost');
@@ -271,9 +271,15 @@ describe('cluster: 2 gateways behind nginx, 2 workers, Redis, GCS emulator', () 
     assert.equal(err.code, 'UNAVAILABLE');
     assert.match(err.message, /aarch64-linux/);
 
+    // Its job is removed once its client was answered (issue 12): nothing waits for a worker nobody runs.
+    const gone = await waitFor(async () => (await metric(quick.url!, 'nixery_queue_depth', { queue: 'build-aarch64-linux' })) === 0, { timeoutMs: 10_000 });
+    assert.ok(gone, 'no arm64 job left queued after its client was answered');
+
     const arm = await c.startWorker({ NIXERY_WORKER_SYSTEMS: 'aarch64-linux' });
-    // The job that waited in build-aarch64-linux reaches the new worker; the bundled set has no aarch64 binaries, so Nix fails.
+    // The next pull's job reaches the new worker; the bundled set has no aarch64 binaries, so Nix fails.
+    const again = manifest(quick.url!, 'arm64/hello');
     const ok = await waitFor(async () => (await buildLines(arm, 'arm64/hello', 'build failed')).length > 0, { timeoutMs: 60_000 });
+    await again;
     assert.ok(ok, 'the aarch64 worker took the job');
     const failed = (await buildLines(arm, 'arm64/hello', 'build failed'))[0]!;
     assert.match(JSON.stringify(failed.failure), /aarch64-linux/);

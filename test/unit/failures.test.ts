@@ -74,6 +74,9 @@ describe('failures as data', () => {
       [new ReplyError('WRONGTYPE Operation against a key holding the wrong kind of value'), null],
       [new Error('MISCONF in a plain Error is not a reply'), null],
       ['MISCONF', null],
+      // A MULTI whose queued commands Redis refused: the refusal is in ioredis' previousErrors.
+      [Object.assign(new ReplyError('EXECABORT Transaction discarded because of previous errors.'), { previousErrors: [new ReplyError('MISCONF Errors writing to the AOF file')] }), 'MISCONF'],
+      [Object.assign(new ReplyError('EXECABORT Transaction discarded because of previous errors.'), { previousErrors: [new ReplyError('ERR syntax error')] }), null],
     ];
     for (const [err, code] of cases) {
       const f = redisRefusal(err);

@@ -33,6 +33,14 @@ const REFUSALS = new Set(['MISCONF', 'OOM', 'READONLY', 'LOADING', 'NOREPLICAS',
 export function redisRefusal(err: unknown): Failure | null {
   if (!(err instanceof ReplyError)) return null;
   const code = /^[A-Z]+/.exec((err as Error).message)?.[0];
+  if (code === 'EXECABORT') {
+    // A MULTI whose queued commands were refused: ioredis keeps their replies in `previousErrors`.
+    for (const prev of (err as { previousErrors?: unknown[] }).previousErrors ?? []) {
+      const f = redisRefusal(prev);
+      if (f) return f;
+    }
+    return null;
+  }
   return code && REFUSALS.has(code) ? { kind: 'state_unavailable', what: 'its Redis', refusal: code } : null;
 }
 
