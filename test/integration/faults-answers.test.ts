@@ -16,9 +16,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { startEmbeddedRedis } from '../../libs/shared/src/runtime/embedded-redis';
-import { MANIFEST_ACCEPT, type NixeryInstance, REPO, type LogLine, readLogLines, startNixery } from '../helpers/nixery';
-import { redisAnswersOn } from '../helpers/redis';
-import { type LongProcess, freePort, makeScratchDir, removeScratchDir, sleep, startProcess, waitFor } from '../helpers/proc';
+import { MANIFEST_ACCEPT, type NixeryInstance, type LogLine, readLogLines, startNixery } from '../helpers/nixery';
+import { startRedisServer } from '../helpers/redis';
+import { type LongProcess, freePort, makeScratchDir, removeScratchDir, sleep, waitFor } from '../helpers/proc';
 
 
 async function logLines(nx: NixeryInstance): Promise<LogLine[]> {
@@ -38,14 +38,7 @@ describe('faults: client aborts and Redis refusing writes', () => {
     redisPort = await freePort();
     dataDir = path.join(scratch, 'redis-data');
     await mkdir(dataDir);
-    redisProc = await startProcess({
-      name: 'redis-server',
-      cmd: 'redis-server',
-      args: ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dataDir, '--save', '', '--appendonly', 'no'],
-      logFile: path.join(REPO, 'test-artifacts', `faults-redis-${redisPort}.log`),
-      ready: () => redisAnswersOn(redisPort),
-      stopGraceMs: 5000,
-    });
+    redisProc = await startRedisServer(redisPort, dataDir, { logName: 'faults-redis' });
     redis = new Redis({ port: redisPort, host: '127.0.0.1' });
     nx = await startNixery({ REDIS_URL: `redis://127.0.0.1:${redisPort}` });
   });

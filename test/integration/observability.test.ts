@@ -16,26 +16,9 @@ import { MANIFEST_ACCEPT, type NixeryInstance, REPO, readLogLines, startNixery }
 import { type PackageSetCopy, copyPackageSet } from '../helpers/pkgset';
 import { type LongProcess, freePort, makeScratchDir, removeScratchDir, startProcess, waitFor } from '../helpers/proc';
 import { type Family, scrape, sumOf } from '../helpers/prometheus';
+import { startRedisServer } from '../helpers/redis';
 
 const QUEUE = 'build-x86_64-linux';
-
-async function redisPing(port: number): Promise<boolean> {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.setTimeout(500);
-    s.on('connect', () => s.write('PING\r\n'));
-    s.on('data', (d) => {
-      resolve(d.toString().startsWith('+PONG'));
-      s.destroy();
-    });
-    s.on('error', () => resolve(false));
-    s.on('timeout', () => {
-      resolve(false);
-      s.destroy();
-    });
-  });
-}
 
 const pull = (base: string, name: string) => fetch(`${base}/v2/${name}/manifests/latest`, { headers: { Accept: MANIFEST_ACCEPT } });
 
@@ -49,14 +32,7 @@ describe('observability: metrics, health, logs, admin', () => {
   let pkgs: PackageSetCopy;
 
   const startRedis = () =>
-    startProcess({
-      name: 'redis-server',
-      cmd: 'redis-server',
-      args: ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', scratch, '--save', '', '--appendonly', 'no'],
-      logFile: path.join(REPO, 'test-artifacts', `observability-redis-${redisPort}.log`),
-      ready: () => redisPing(redisPort),
-      stopGraceMs: 5000,
-    });
+    startRedisServer(redisPort, scratch, { logName: 'observability-redis' });
 
   before(async () => {
     scratch = await makeScratchDir('nixery-obs-');

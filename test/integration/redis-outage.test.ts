@@ -27,7 +27,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { MANIFEST_ACCEPT, type NixeryInstance, REPO, metric, readLogLines, startNixery } from '../helpers/nixery';
-import { redisAnswersOn } from '../helpers/redis';
+import { startRedisServer } from '../helpers/redis';
 import { copyPackageSet, type PackageSetCopy } from '../helpers/pkgset';
 import {
   type LongProcess,
@@ -196,14 +196,7 @@ describe('REDIS_URL: an external redis-server killed and restarted on the same p
   let workerPort: number;
 
   const startRedis = () =>
-    startProcess({
-      name: 'redis-server',
-      cmd: 'redis-server',
-      args: ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', path.join(scratch, 'redis'), '--save', '', '--appendonly', 'yes'],
-      logFile: path.join(REPO, 'test-artifacts', `outage-redis-${redisPort}.log`),
-      ready: () => redisAnswersOn(redisPort),
-      stopGraceMs: 5000,
-    });
+    startRedisServer(redisPort, path.join(scratch, 'redis'), { logName: 'outage-redis', appendonly: true });
 
   /** Starts an app's main.ts alone; ready when `ready` holds. */
   const startApp = (name: string, env: Record<string, string>, ready: (log: string) => Promise<boolean>) => {
