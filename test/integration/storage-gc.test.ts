@@ -27,6 +27,8 @@ const GRACE_S = 5;
 
 interface Pulled {
   digest: string;
+  /** The digest of the image's OCI manifest (issue 13: both variants are stored). */
+  oci: string;
   blobs: string[];
 }
 
@@ -35,7 +37,8 @@ async function pull(nx: NixeryInstance, name: string): Promise<Pulled> {
   const res = await fetch(`${nx.url}/v2/${name}/manifests/latest`, { headers: { Accept: MANIFEST_ACCEPT } });
   assert.equal(res.status, 200, `${name}: ${await res.clone().text()}`);
   const m = (await res.json()) as { config: { digest: string }; layers: { digest: string }[] };
-  return { digest: res.headers.get('docker-content-digest')!, blobs: [m.config.digest, ...m.layers.map((l) => l.digest)] };
+  const oci = await fetch(`${nx.url}/v2/${name}/manifests/latest`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  return { digest: res.headers.get('docker-content-digest')!, oci: oci.headers.get('docker-content-digest')!, blobs: [m.config.digest, ...m.layers.map((l) => l.digest)] };
 }
 
 /** Every blob of an image answers 200 with its bytes. */
@@ -106,7 +109,7 @@ describe('storage collection: dry run, sweep, rebuild', () => {
     const dry = await gcCommand(nx, true);
     assert.ok(dry.ok);
     assert.equal(dry.report.dryRun, true);
-    assert.deepEqual(dry.report.manifests.map((o) => o.key), [`manifests/${hex(a.digest)}`], 'the dry run lists A\'s manifest');
+    assert.deepEqual(dry.report.manifests.map((o) => o.key).sort(), [`manifests/${hex(a.digest)}`, `manifests/${hex(a.oci)}`].sort(), 'the dry run lists A\'s manifests (Docker and OCI)');
     assert.deepEqual(new Set(dry.report.blobs.map((o) => o.key)), exclusiveA, 'the dry run lists exactly the blobs only A uses');
     assert.deepEqual(await objects(nx.storagePath), before, 'a dry run deletes nothing');
     assert.equal(await metric(nx.url, 'nixery_gc_bytes_freed_total'), 0);
@@ -114,17 +117,18 @@ describe('storage collection: dry run, sweep, rebuild', () => {
     await pull(nx, 'jq');
     const real = await gcCommand(nx, false);
     assert.ok(real.ok);
-    const gone = [`manifests/${hex(a.digest)}`, ...exclusiveA];
+    const gone = [`manifests/${hex(a.digest)}`, `manifests/${hex(a.oci)}`, ...exclusiveA];
     assert.deepEqual(new Set([...real.report.manifests, ...real.report.blobs].map((o) => o.key)), new Set(gone));
     const after = await objects(nx.storagePath);
     for (const k of gone) assert.ok(!after.has(k), `${k} is deleted`);
     for (const d of b.blobs) assert.ok(after.has(`layers/${hex(d)}`), `B's blob ${d} stays`);
     assert.ok(after.has(`manifests/${hex(b.digest)}`));
+    assert.ok(after.has(`manifests/${hex(b.oci)}`), 'B\'s OCI manifest stays: pulls by tag count for both variants');
     const freed = gone.reduce((n, k) => n + before.get(k)!, 0);
     assert.equal(real.report.bytes, freed);
     assert.equal(await metric(nx.url, 'nixery_gc_bytes_freed_total'), freed, 'bytes freed = sizes of the deleted objects');
     assert.equal(await metric(nx.url, 'nixery_gc_objects_deleted_total', { kind: 'blob' }), exclusiveA.size);
-    assert.equal(await metric(nx.url, 'nixery_gc_objects_deleted_total', { kind: 'manifest' }), 1);
+    assert.equal(await metric(nx.url, 'nixery_gc_objects_deleted_total', { kind: 'manifest' }), 2);
     assert.equal(await metric(nx.url, 'nixery_gc_runs_total', { outcome: 'dry_run' }), 1);
     assert.equal(await metric(nx.url, 'nixery_gc_runs_total', { outcome: 'collected' }), 1);
 
