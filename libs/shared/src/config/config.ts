@@ -126,6 +126,18 @@ export interface Config {
   // --- end admission ---
   /** Pull authentication (NIXERY_AUTH, NIXERY_HTPASSWD, NIXERY_ANONYMOUS, NIXERY_PROTECT_STATUS, NIXERY_TOKEN_*; issue 12; see config/auth.ts). */
   auth: AuthConfig;
+  /**
+   * Platforms images are built for (NIXERY_PLATFORMS, comma list of os/arch:
+   * linux/amd64, linux/arm64; default the host's), as Nix systems, in order (issue 13).
+   */
+  platforms: NixSystem[];
+  /**
+   * Where `workerSystems` came from: NIXERY_WORKER_SYSTEMS (a worker then
+   * refuses, by its self-check, a system this machine cannot build), or
+   * NIXERY_PLATFORMS when that is unset (a worker then builds those of them
+   * this machine can build and logs the others) (issue 13).
+   */
+  workerSystemsFrom: 'NIXERY_WORKER_SYSTEMS' | 'NIXERY_PLATFORMS';
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
@@ -163,6 +175,7 @@ const EnvSchema = z.object({
   NIXERY_BUILD_WAIT: int(300, 1),
   WORKER_CONCURRENCY: int(1, 1, 64),
   NIXERY_WORKER_SYSTEMS: z.string().optional(),
+  NIXERY_PLATFORMS: z.string().optional(), // issue 13
   NIXERY_PACK_CONCURRENCY: int(os.availableParallelism(), 1, 64),
   NIXERY_LAYER_LOCK_TTL: int(30, 2),
   NIXERY_RESOLVE_TTL: int(60, 0),
@@ -284,7 +297,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     storage = { backend: 'filesystem', path: path.resolve(e.STORAGE_PATH) };
   }
 
-  const systems = (e.NIXERY_WORKER_SYSTEMS ?? hostSystem()).split(',').map((s) => s.trim()).filter(Boolean);
+  const platforms = platformSystems(e.NIXERY_PLATFORMS); // issue 13
+  const systems = e.NIXERY_WORKER_SYSTEMS !== undefined
+    ? e.NIXERY_WORKER_SYSTEMS.split(',').map((s) => s.trim()).filter(Boolean)
+    : [...platforms];
   for (const s of systems) {
     if (!(NIX_SYSTEMS as readonly string[]).includes(s)) throw new ConfigError(`unsupported system in NIXERY_WORKER_SYSTEMS: ${s}`);
   }
@@ -330,6 +346,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     auth: authOrThrow(e), // issue 12
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
+    platforms, // issue 13
+    workerSystemsFrom: e.NIXERY_WORKER_SYSTEMS !== undefined ? 'NIXERY_WORKER_SYSTEMS' : 'NIXERY_PLATFORMS', // issue 13
   };
 }
 
@@ -422,4 +440,24 @@ function trustedProxies(text: string): string[] {
     if (!ok) throw new ConfigError(`NIXERY_TRUSTED_PROXIES: not an address or CIDR: ${entry}`);
   }
   return entries;
+}
+
+/** Platform names NIXERY_PLATFORMS accepts, and the Nix system of each (issue 13). */
+const PLATFORM_SYSTEMS: Readonly<Record<string, NixSystem>> = {
+  'linux/amd64': 'x86_64-linux',
+  'linux/arm64': 'aarch64-linux',
+  'linux/arm64/v8': 'aarch64-linux',
+};
+
+/** NIXERY_PLATFORMS as Nix systems, in order, without repeats; unset: the host's (issue 13). */
+function platformSystems(text: string | undefined): NixSystem[] {
+  if (text === undefined) return [hostSystem()];
+  const systems: NixSystem[] = [];
+  for (const word of text.split(',').map((w) => w.trim().toLowerCase()).filter(Boolean)) {
+    const system = PLATFORM_SYSTEMS[word];
+    if (!system) throw new ConfigError(`NIXERY_PLATFORMS: unsupported platform "${word.slice(0, 40)}" (supported: ${Object.keys(PLATFORM_SYSTEMS).join(', ')})`);
+    if (!systems.includes(system)) systems.push(system);
+  }
+  if (systems.length === 0) throw new ConfigError('NIXERY_PLATFORMS: no platform given');
+  return systems;
 }
