@@ -137,11 +137,6 @@ export interface Config {
   /** Pull authentication (NIXERY_AUTH, NIXERY_HTPASSWD, NIXERY_ANONYMOUS, NIXERY_PROTECT_STATUS, NIXERY_TOKEN_*; issue 12; see config/auth.ts). */
   auth: AuthConfig;
   /**
-   * Platforms images are built for (NIXERY_PLATFORMS, comma list of os/arch:
-   * linux/amd64, linux/arm64; default the host's), as Nix systems, in order (issue 13).
-   */
-  platforms: NixSystem[];
-  /**
    * Where `workerSystems` came from: NIXERY_WORKER_SYSTEMS (a worker then
    * refuses, by its self-check, a system this machine cannot build), or
    * NIXERY_PLATFORMS when that is unset (a worker then builds those of them
@@ -307,7 +302,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     storage = { backend: 'filesystem', path: path.resolve(e.STORAGE_PATH) };
   }
 
-  const platforms = platformSystems(e.NIXERY_PLATFORMS); // issue 13
+  const platformSettings = platformsConfig(e.NIXERY_PLATFORMS); // issue 13
+  const platforms = platformSettings.platforms;
   const systems = e.NIXERY_WORKER_SYSTEMS !== undefined
     ? e.NIXERY_WORKER_SYSTEMS.split(',').map((s) => s.trim()).filter(Boolean)
     : [...platforms];
@@ -354,10 +350,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustedProxies: trustedProxies(e.NIXERY_TRUSTED_PROXIES), // issue 12
     ...(e.NIXERY_PUBLIC_URL ? { publicUrl: e.NIXERY_PUBLIC_URL.replace(/\/+$/, '') } : {}), // issue 12
     auth: authOrThrow(e), // issue 12
-    ...platformsConfig(e.NIXERY_PLATFORMS), // issue 13
+    ...platformSettings, // issue 13
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
-    platforms, // issue 13
     workerSystemsFrom: e.NIXERY_WORKER_SYSTEMS !== undefined ? 'NIXERY_WORKER_SYSTEMS' : 'NIXERY_PLATFORMS', // issue 13
   };
 }
@@ -460,24 +455,4 @@ function trustedProxies(text: string): string[] {
     if (!ok) throw new ConfigError(`NIXERY_TRUSTED_PROXIES: not an address or CIDR: ${entry}`);
   }
   return entries;
-}
-
-/** Platform names NIXERY_PLATFORMS accepts, and the Nix system of each (issue 13). */
-const PLATFORM_SYSTEMS: Readonly<Record<string, NixSystem>> = {
-  'linux/amd64': 'x86_64-linux',
-  'linux/arm64': 'aarch64-linux',
-  'linux/arm64/v8': 'aarch64-linux',
-};
-
-/** NIXERY_PLATFORMS as Nix systems, in order, without repeats; unset: the host's (issue 13). */
-function platformSystems(text: string | undefined): NixSystem[] {
-  if (text === undefined) return [hostSystem()];
-  const systems: NixSystem[] = [];
-  for (const word of text.split(',').map((w) => w.trim().toLowerCase()).filter(Boolean)) {
-    const system = PLATFORM_SYSTEMS[word];
-    if (!system) throw new ConfigError(`NIXERY_PLATFORMS: unsupported platform "${word.slice(0, 40)}" (supported: ${Object.keys(PLATFORM_SYSTEMS).join(', ')})`);
-    if (!systems.includes(system)) systems.push(system);
-  }
-  if (systems.length === 0) throw new ConfigError('NIXERY_PLATFORMS: no platform given');
-  return systems;
 }
