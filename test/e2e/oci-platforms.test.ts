@@ -18,6 +18,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { skopeoCopyToOci, skopeoCopyToOciForArch, skopeoInspect, umociUnpack, verifyOciLayout } from '../helpers/clients';
 import { systemSupport } from '../../libs/shared/src/nix';
+import { startContainerd } from '../helpers/containerd';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
 import { type LogLine, type NixeryInstance, metric, readLogLines, startNixery } from '../helpers/nixery';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -359,6 +360,21 @@ describe('a multi-platform image built on both systems, aarch64 under qemu (issu
       assert.deepEqual(run.stdout.trim().split('\n'), ['Hello, world!', 'aarch64']);
     } finally {
       await d.stop();
+    }
+  });
+
+  it('containerd (ctr) pulls the index with --platform linux/arm64 and runs hello under qemu', { timeout: ARM_BUILD_S * 1000 }, async (t) => {
+    if (whyNot) return t.skip(whyNot);
+    const c = await startContainerd();
+    try {
+      const ref = `${nx.host}/shell/hello:latest`;
+      const pull = await c.ctr(['images', 'pull', '--plain-http', '--platform', 'linux/arm64', ref], { timeoutMs: 600_000 });
+      assert.equal(pull.code, 0, pull.stderr);
+      const run = await c.ctr(['run', '--rm', '--platform', 'linux/arm64', ref, `arm-${process.pid}`, 'bash', '-c', 'hello && uname -m'], { timeoutMs: 120_000 });
+      assert.equal(run.code, 0, run.stderr);
+      assert.deepEqual(run.stdout.trim().split('\n'), ['Hello, world!', 'aarch64']);
+    } finally {
+      await c.stop();
     }
   });
 });
