@@ -7,10 +7,12 @@
  * platform whose build fails fails the index request (503) while the
  * default platform is still served to clients without index support.
  *
- * The package set is the bundled one plus two packages: `amdonly` exists
- * only for x86_64-linux, `armbroken` exists for both but its aarch64 build
- * fails. Neither needs an aarch64 build to succeed, so this runs with or
- * without emulation.
+ * The first two suites use the bundled set plus two packages: `amdonly`
+ * exists only for x86_64-linux, `armbroken` exists for both but its aarch64
+ * build fails; neither needs an aarch64 build to succeed. The last suite
+ * builds `shell/hello` for both systems (aarch64 through qemu, as
+ * test/e2e/aarch64.test.ts) and pulls it with `--platform linux/arm64`
+ * through the index with a Docker engine, containerd and skopeo.
  */
 import assert from 'node:assert/strict';
 import { readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
