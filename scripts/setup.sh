@@ -49,7 +49,7 @@ if [[ $have == none || ( $want == all && $have != all ) ]]; then
   npm_start=$SECONDS
   omit=()
   [[ $want == runtime ]] && omit=(--omit=dev)
-  echo "setup: npm ci ${omit[*]}"
+  echo "setup: npm ci${omit[*]:+ ${omit[*]}}"
   npm ci "${omit[@]}" --no-audit --no-fund --loglevel=error
   echo "$want" > "$deps_mark"
   echo "setup: npm ci took $((SECONDS - npm_start)) s"
