@@ -65,5 +65,11 @@ for pkg in libs/shared apps/gateway apps/worker apps/popcount-job .; do
   done < <(find "$pkg/dist" -name '*.js')
 done
 
-# Build (incremental).
-npx --no-install tsc -b tsconfig.json
+# Build. `npm test`, and any start after a type-checked build, runs `tsc -b`
+# (incremental); a first `npm start` turns each file into JavaScript without
+# type checking (scripts/transpile.js: about 1 s of CPU instead of 15 s).
+if (( want_test )) || [[ -f dist/.tsbuildinfo ]]; then
+  npx --no-install tsc -b tsconfig.json
+else
+  node scripts/transpile.js
+fi
