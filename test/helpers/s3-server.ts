@@ -23,24 +23,27 @@ export interface S3Server {
   dir: string;
   /** The server's log so far. */
   log(): Promise<string>;
+  /** Where that log is (test-artifacts/s3-server-PORT.log, kept after stop). */
+  logFile: string;
   /** Environment that points a Nixery process at `bucket` on this server (path style, test credentials). */
   nixeryEnv(bucket: string): Record<string, string>;
   /** Stops the server and removes its data directory. */
   stop(): Promise<void>;
 }
 
-const LAUNCHER = path.join(__dirname, '../../deploy/s3-server/launcher.js');
+const REPO = path.join(__dirname, '../..');
+const LAUNCHER = path.join(REPO, 'deploy/s3-server/launcher.js');
 
 /** Starts the server with `buckets` made empty; retries on another port if one was taken meanwhile. */
 export async function startS3Server(buckets: string[] = ['nixery']): Promise<S3Server> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 's3-server-'));
-  const logFile = path.join(dir, 'server.log');
   const data = path.join(dir, 'data');
   await mkdir(data);
   let lastErr: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const endpoint = `http://127.0.0.1:${port}`;
+    const logFile = path.join(REPO, 'test-artifacts', `s3-server-${port}.log`);
     try {
       const proc = await startProcess({
         name: 's3rver',
@@ -56,6 +59,7 @@ export async function startS3Server(buckets: string[] = ['nixery']): Promise<S3S
         endpoint,
         dir: data,
         log: () => logTail(logFile, 20_000),
+        logFile,
         nixeryEnv: (bucket) => ({
           NIXERY_STORAGE_BACKEND: 's3',
           S3_BUCKET: bucket,
