@@ -84,6 +84,16 @@ function answeredRange(contentRange: string | undefined, length: number): { star
   return { start: 0, end: length - 1, total: length };
 }
 
+/**
+ * A listed write time, as the latest instant it can stand for: S3 gives
+ * whole seconds, and the storage collector's grace and the staging sweep's
+ * age must never be cut short by up to a second (seen with a 1 s grace).
+ */
+function latestInstant(t: Date | undefined): Date {
+  const ms = t?.getTime() ?? 0;
+  return new Date(ms % 1000 === 0 ? ms + 999 : ms);
+}
+
 /** Passes on `length` bytes after skipping `skip`, then ends. */
 class ByteSlice extends Transform {
   constructor(private skip: number, private left: number) {
@@ -156,7 +166,7 @@ export function createS3Driver(opts: S3DriverOptions): StorageDriver {
     do {
       const page = await client.send(new ListObjectsV2Command({ Bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
       for (const o of page.Contents ?? []) {
-        if (o.Key) yield { key: o.Key as StorageKey, size: Number(o.Size ?? 0), updated: o.LastModified ?? new Date(0) };
+        if (o.Key) yield { key: o.Key as StorageKey, size: Number(o.Size ?? 0), updated: latestInstant(o.LastModified) };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
