@@ -26,6 +26,9 @@ server.run().then(
   },
 );
 
+// s3rver can throw outside a request (a client gone mid-stream): log it and keep serving.
+process.on('uncaughtException', (err) => console.error(JSON.stringify({ msg: 's3 server error', error: String(err && err.stack ? err.stack : err) })));
+
 let stopping = false;
 function stop() {
   if (stopping) return;
