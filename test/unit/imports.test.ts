@@ -29,7 +29,7 @@ const ROOMS: Record<string, { rooms: string[]; packages: string[]; pure?: boolea
   layering: { rooms: ['core'], packages: [], pure: true },
   infra: { rooms: ['core'], packages: ['ioredis', 'pino', 'prom-client'] },
   tarball: { rooms: ['core'], packages: ['tar-stream'] },
-  storage: { rooms: ['core'], packages: ['@google-cloud/storage'] },
+  storage: { rooms: ['core'], packages: ['@google-cloud/storage', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', '@aws-sdk/s3-request-presigner'] },
   nix: { rooms: ['core', 'infra'], packages: [] },
   sources: { rooms: ['core', 'infra', 'nix'], packages: [] },
   records: { rooms: ['core', 'protocol', 'infra'], packages: ['ioredis'] },

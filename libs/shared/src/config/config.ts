@@ -151,7 +151,7 @@ const EnvSchema = z.object({
   NIXERY_TARBALL_URL: z.string().url().default('https://github.com/NixOS/nixpkgs/archive'),
   NIXERY_NIX_OPTIONS: z.string().optional(),
   NIX_POPULARITY_URL: z.string().url().optional(),
-  NIXERY_STORAGE_BACKEND: z.enum(['filesystem', 'gcs']).optional(),
+  NIXERY_STORAGE_BACKEND: z.enum(['filesystem', 'gcs', 's3']).optional(),
   STORAGE_PATH: z.string().default('./data'),
   GCS_BUCKET: z.string().optional(),
   GCS_SIGNED_URLS: bool.optional(),
@@ -159,6 +159,14 @@ const EnvSchema = z.object({
   // Base of unsigned blob redirect URLs when clients reach the storage under another name (issue 3: emulator in docker-compose).
   GCS_PUBLIC_URL: z.string().url().optional(),
   GOOGLE_APPLICATION_CREDENTIALS: z.string().optional(),
+  // S3-compatible storage (issue 16); credentials come from the AWS SDK's default chain.
+  S3_BUCKET: z.string().min(1).optional(),
+  S3_REGION: z.string().regex(/^[a-z0-9-]+$/).default('us-east-1'),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_FORCE_PATH_STYLE: bool.default(false),
+  S3_REDIRECT: bool.default(true),
+  S3_SIGNED_URL_TTL: int(300, 1, 7 * 24 * 3600),
+  S3_PUBLIC_ENDPOINT: z.string().url().optional(),
   NIXERY_LAYER_BUDGET: int(NIXERY_CLOSURE_BUDGET + 1, 2, 125),
   NIXERY_BUILD_WAIT: int(300, 1),
   WORKER_CONCURRENCY: int(1, 1, 64),
@@ -279,6 +287,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       signedUrlTtlSeconds: e.GCS_SIGNED_URL_TTL,
       ...(e.GOOGLE_APPLICATION_CREDENTIALS ? { credentialsFile: e.GOOGLE_APPLICATION_CREDENTIALS } : {}),
       ...(e.GCS_PUBLIC_URL ? { publicUrl: e.GCS_PUBLIC_URL.replace(/\/+$/, '') } : {}),
+    };
+  } else if (backend === 's3') {
+    if (!e.S3_BUCKET) throw new ConfigError('NIXERY_STORAGE_BACKEND=s3 needs S3_BUCKET');
+    storage = {
+      backend: 's3',
+      bucket: e.S3_BUCKET,
+      region: e.S3_REGION,
+      forcePathStyle: e.S3_FORCE_PATH_STYLE,
+      redirect: e.S3_REDIRECT,
+      signedUrlTtlSeconds: e.S3_SIGNED_URL_TTL,
+      ...(e.S3_ENDPOINT ? { endpoint: e.S3_ENDPOINT.replace(/\/+$/, '') } : {}),
+      ...(e.S3_PUBLIC_ENDPOINT ? { publicEndpoint: e.S3_PUBLIC_ENDPOINT.replace(/\/+$/, '') } : {}),
     };
   } else {
     storage = { backend: 'filesystem', path: path.resolve(e.STORAGE_PATH) };
