@@ -126,6 +126,8 @@ export interface Config {
   // --- end admission ---
   /** Pull authentication (NIXERY_AUTH, NIXERY_HTPASSWD, NIXERY_ANONYMOUS, NIXERY_PROTECT_STATUS, NIXERY_TOKEN_*; issue 12; see config/auth.ts). */
   auth: AuthConfig;
+  /** Directory of the Docker client's config.json, where `nixery push` finds registry credentials (DOCKER_CONFIG, default ~/.docker; issue 17). */
+  dockerConfigDir: string;
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
@@ -204,6 +206,7 @@ const EnvSchema = z.object({
   NIXERY_PUBLIC_URL: z.string().url().optional(),
   // pull authentication (issue 12)
   ...AuthEnv,
+  DOCKER_CONFIG: z.string().min(1).optional(), // issue 17: nixery push
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 });
@@ -328,6 +331,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustedProxies: trustedProxies(e.NIXERY_TRUSTED_PROXIES), // issue 12
     ...(e.NIXERY_PUBLIC_URL ? { publicUrl: e.NIXERY_PUBLIC_URL.replace(/\/+$/, '') } : {}), // issue 12
     auth: authOrThrow(e), // issue 12
+    dockerConfigDir: path.resolve(e.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker')), // issue 17
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
   };
