@@ -4,6 +4,7 @@
  * stderr, the digest on stdout; exit 1 when the build or push fails, 2 for a
  * command line it cannot use.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -77,6 +78,7 @@ async function build(config: Config, positionals: string[], v: Values): Promise<
   if (v.format !== 'oci' && v.format !== 'docker-archive') throw new CliError('--format must be oci or docker-archive', EXIT_USAGE);
   const tag = v.tag ?? 'latest';
   const out = path.resolve(v.output ?? `${name.replaceAll('/', '-')}${v.format === 'oci' ? '.oci' : '.tar'}`);
+  if (existsSync(out)) throw new CliError(`${out} exists already: give another -o`, EXIT_USAGE);
   return withBuiltImage(config, name, v, path.dirname(out), async (image) => {
     if (v.format === 'docker-archive') {
       await writeDockerArchive(image, out, `${name}:${tag}`);

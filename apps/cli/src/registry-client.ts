@@ -79,7 +79,14 @@ export class RegistryClient {
         continue;
       }
       if (expect.includes(res.status)) return res;
-      const text = method === 'HEAD' ? '' : await res.text().catch(() => '');
+      // A HEAD answer has no body: a refusal is asked again as GET for the registry's error body (a 401/403 sends no blob).
+      const refusedHead = method === 'HEAD' && (res.status === 401 || res.status === 403);
+      const text =
+        method !== 'HEAD'
+          ? await res.text().catch(() => '')
+          : refusedHead
+            ? await fetch(url, { headers: { ...(auth ? { Authorization: auth } : {}) }, signal: AbortSignal.timeout(30_000) }).then((r) => r.text(), () => '')
+            : '';
       throw new CliError(`the registry refused ${method} ${new URL(url).pathname}: ${res.status} ${res.statusText}${text ? `: ${text.trim()}` : ''}`);
     }
   }
