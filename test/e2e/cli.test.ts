@@ -16,7 +16,7 @@ import { umociUnpack, verifyOciLayout } from '../helpers/clients';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
 import { REPO, startNixery } from '../helpers/nixery';
 import { makeScratchDir, removeScratchDir, run, runChecked } from '../helpers/proc';
-import { type PushRegistry, startPushRegistry } from '../helpers/push-registry';
+import { type PushRegistry, startPushRegistry, startTokenIssuer, tokenAuthConfig } from '../helpers/push-registry';
 
 const CLI = path.join(REPO, 'apps/cli/bin/nixery.js');
 const DOCKER_V2 = 'application/vnd.docker.distribution.manifest.v2+json';
@@ -159,6 +159,32 @@ describe('nixery build / nixery push', () => {
     } finally {
       await secured.stop();
     }
+  });
+
+  it('pushes with token auth: a token for the push scope from the challenge\'s realm, with the credentials', async () => {
+    const issuer = await startTokenIssuer(scratch, { user: 'ci', password: 't0ken' });
+    const secured = await startPushRegistry({ auth: tokenAuthConfig(issuer) });
+    try {
+      const layout = path.join(scratch, 'hello.oci');
+      const ok = await nixery(['push', 'hello', `${secured.host}/tokened:latest`, '--from', layout, '--creds', 'ci:t0ken']);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.ok(issuer.requests.some((r) => r.authorized && r.scope === 'repository:tokened:pull,push'), JSON.stringify(issuer.requests));
+      assert.ok((await secured.requests('PUT', '/v2/tokened/manifests/latest')) > 0);
+      const refused = await nixery(['push', 'hello', `${secured.host}/tokened:latest`, '--from', layout, '--creds', 'ci:wrong']);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /token service refused: 401 .*wrong credentials/);
+    } finally {
+      await secured.stop();
+      await issuer.close();
+    }
+  });
+
+  it('draws a progress bar on a terminal', async () => {
+    const out = path.join(scratch, 'hello-tty.oci');
+    const cmd = [process.execPath, CLI, 'build', 'hello', '-o', out, '--popularity', popularityFile].map((w) => `'${w}'`).join(' ');
+    const r = await run('script', ['-qec', cmd, '/dev/null'], { env: { NIXERY_POPCOUNT_SCHEDULE: 'off' }, timeoutMs: 600_000 });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /\r\x1b\[2Kpacking \[#*\.*\] \d+\/\d+ layers/);
   });
 
   it('an unknown package is named and the exit code is non-zero', async () => {

@@ -54,7 +54,9 @@ export class RegistryAuth {
     if (challenge?.scheme === 'bearer' && challenge.params.realm) {
       const url = new URL(challenge.params.realm);
       if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
-      url.searchParams.set('scope', challenge.params.scope ?? this.scope);
+      // The push scope up front (a HEAD's challenge asks only pull), and the challenge's own when it differs.
+      url.searchParams.append('scope', this.scope);
+      if (challenge.params.scope && challenge.params.scope !== this.scope) url.searchParams.append('scope', challenge.params.scope);
       if (this.creds) url.searchParams.set('account', this.creds.user);
       const tokenRes = await fetch(url, {
         headers: this.creds ? { Authorization: basic(this.creds) } : {},
