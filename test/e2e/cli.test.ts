@@ -8,14 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildBundled, closureOf, serveStatic, type StaticServer } from '../helpers/binary-cache';
 import { umociUnpack, verifyOciLayout } from '../helpers/clients';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
 import { REPO, startNixery } from '../helpers/nixery';
-import { makeScratchDir, removeScratchDir, run, runChecked } from '../helpers/proc';
+import { makeScratchDir, removeScratchDir, run, runChecked, waitFor } from '../helpers/proc';
 import { type PushRegistry, startPushRegistry, startTokenIssuer, tokenAuthConfig } from '../helpers/push-registry';
 
 const CLI = path.join(REPO, 'apps/cli/bin/nixery.js');
@@ -102,6 +102,21 @@ describe('nixery build / nixery push', () => {
       ) as Manifest;
       assert.equal(ociManifest.config.digest, servedManifest.config.digest);
       assert.deepEqual(ociManifest.layers.map((l) => l.digest), servedManifest.layers.map((l) => l.digest));
+    } finally {
+      await nx.stop();
+    }
+  });
+
+  it('--popularity local counts the set as the registry\'s popularity job does: the same digest for shell/hello', async () => {
+    const nx = await startNixery(); // npm start's default: a popularity run at start-up, its table in Redis
+    try {
+      const counted = await waitFor(async () => (await readFile(nx.logFile, 'utf8')).includes('popcount: published a popularity table'), { timeoutMs: 600_000 });
+      assert.ok(counted, 'the registry counted its package set');
+      const res = await fetch(`${nx.url}/v2/shell/hello/manifests/latest`, { headers: { Accept: DOCKER_V2 } });
+      assert.equal(res.status, 200, await res.clone().text());
+      const r = await nixery(['build', 'shell/hello', '--format', 'docker-archive', '-o', path.join(scratch, 'shell-hello.tar'), '--popularity', 'local']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), res.headers.get('docker-content-digest'));
     } finally {
       await nx.stop();
     }
