@@ -20,6 +20,7 @@ import { type PushRegistry, startPushRegistry, startTokenIssuer, tokenAuthConfig
 
 const CLI = path.join(REPO, 'apps/cli/bin/nixery.js');
 const DOCKER_V2 = 'application/vnd.docker.distribution.manifest.v2+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
 /** Runs the CLI as `node <built file>`; stdin closed, stdout and stderr pipes (so not a terminal). */
 function nixery(args: string[], env: Record<string, string> = {}) {
@@ -95,13 +96,18 @@ describe('nixery build / nixery push', () => {
       const r = await nixery(['build', 'hello', '--format', 'docker-archive', '-o', archive], { NIX_POPULARITY_URL: `${popularity.url}/popularity.json` });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.trim(), served, 'the Docker schema 2 manifest is byte for byte the registry\'s');
-      // The OCI layout holds the OCI variant of the same image: same config and layer blobs.
-      const oci = JSON.parse(readFileSync(path.join(scratch, 'hello.oci/index.json'), 'utf8')) as { manifests: { digest: string }[] };
-      const ociManifest = JSON.parse(
-        readFileSync(path.join(scratch, 'hello.oci/blobs/sha256', oci.manifests[0]!.digest.slice(7)), 'utf8'),
-      ) as Manifest;
-      assert.equal(ociManifest.config.digest, servedManifest.config.digest);
-      assert.deepEqual(ociManifest.layers.map((l) => l.digest), servedManifest.layers.map((l) => l.digest));
+      // The OCI layout holds the OCI variant: the registry's answer for an OCI Accept, digest for digest.
+      const ociRes = await fetch(`${nx.url}/v2/hello/manifests/latest`, { headers: { Accept: OCI_MANIFEST } });
+      assert.equal(ociRes.status, 200);
+      assert.equal(ociRes.headers.get('content-type'), OCI_MANIFEST);
+      const ociServed = (await ociRes.json()) as Manifest;
+      const layout = path.join(scratch, 'hello-digest.oci');
+      const o = await nixery(['build', 'hello', '-o', layout], { NIX_POPULARITY_URL: `${popularity.url}/popularity.json` });
+      assert.equal(o.code, 0, o.stderr);
+      assert.equal(o.stdout.trim(), ociRes.headers.get('docker-content-digest'));
+      assert.notEqual(o.stdout.trim(), served, 'two variants, two digests');
+      assert.equal(ociServed.config.digest, servedManifest.config.digest, 'the same config blob');
+      assert.deepEqual(ociServed.layers.map((l) => l.digest), servedManifest.layers.map((l) => l.digest), 'the same layer blobs');
     } finally {
       await nx.stop();
     }
@@ -153,7 +159,7 @@ describe('nixery build / nixery push', () => {
       assert.equal(ok.code, 0, ok.stderr);
       const head = await fetch(`http://${secured.host}/v2/private/manifests/latest`, {
         method: 'HEAD',
-        headers: { Authorization: `Basic ${Buffer.from('ci:s3cret').toString('base64')}`, Accept: 'application/vnd.oci.image.manifest.v1+json' },
+        headers: { Authorization: `Basic ${Buffer.from('ci:s3cret').toString('base64')}`, Accept: OCI_MANIFEST },
       });
       assert.equal(head.headers.get('docker-content-digest'), ok.stdout.trim());
 

@@ -107,6 +107,7 @@ export async function buildLocalImage(
   const file = (d: Digest) => path.join(workDir, blobKey(d));
   return {
     manifest: { body: documents.manifest.body, digest: documents.manifest.digest, mediaType: documents.manifest.mediaType },
+    oci: { body: documents.oci.body, digest: documents.oci.digest, mediaType: documents.oci.mediaType },
     config: { digest: documents.config.digest, size: documents.config.size, mediaType: MediaTypes.dockerConfig, file: file(documents.config.digest) },
     layers: layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: MediaTypes.dockerLayer, file: file(l.digest) })),
     architecture: spec.architecture,

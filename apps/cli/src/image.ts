@@ -22,7 +22,10 @@ export interface LocalManifest {
  * or read from an OCI layout (`readOciLayout`).
  */
 export interface LocalImage {
+  /** The manifest pushed: the Docker schema 2 one the registry serves by default, or what a layout holds. */
   manifest: LocalManifest;
+  /** The OCI image manifest of the same blobs (what the registry serves for an OCI Accept), written into OCI layouts. */
+  oci: LocalManifest;
   config: LocalBlob;
   layers: LocalBlob[];
   /** The image config's architecture (amd64, arm64). */

@@ -1,9 +1,8 @@
 import { copyFile, link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type Digest, digestHex, parseDigest } from '@nixery/shared';
+import { type Digest, MediaTypes, digestHex, parseDigest } from '@nixery/shared';
 import { CliError, EXIT_USAGE } from './errors';
 import type { LocalBlob, LocalImage } from './image';
-import { OciTypes, ociManifestOf } from './oci-variant';
 
 /** The annotation an OCI layout names its images' tags with. */
 const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -20,12 +19,13 @@ async function place(file: string, to: string): Promise<void> {
 
 /**
  * Writes `image` as an OCI image layout directory at `dir` (which must not
- * exist): `oci-layout`, `index.json` naming the OCI manifest under `tag`, and
+ * exist): `oci-layout`, `index.json` naming the image's OCI manifest (the
+ * pipeline's OCI variant, which the registry serves for an OCI Accept) under `tag`, and
  * every blob under `blobs/sha256/`. Written beside `dir` and renamed into
  * place, so `dir` appears complete or not at all. Returns the manifest written.
  */
 export async function writeOciLayout(image: LocalImage, dir: string, tag: string): Promise<{ digest: Digest; size: number }> {
-  const manifest = ociManifestOf(image);
+  const manifest = image.oci;
   const staging = `${dir}.partial-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(path.join(staging, 'blobs', 'sha256'), { recursive: true });
@@ -35,7 +35,7 @@ export async function writeOciLayout(image: LocalImage, dir: string, tag: string
     const size = Buffer.byteLength(manifest.body);
     const index = {
       schemaVersion: 2,
-      mediaType: OciTypes.index,
+      mediaType: MediaTypes.ociIndex,
       manifests: [
         {
           mediaType: manifest.mediaType,
@@ -97,8 +97,10 @@ export async function readOciLayout(dir: string, tag: string | undefined): Promi
   if (!manifest.config || !Array.isArray(manifest.layers)) throw new CliError(`the manifest in ${dir} is not an image manifest (an index?)`, EXIT_USAGE);
   const config = blobOf(dir, manifest.config, 'the config');
   const configJson = (await readJson(config.file, 'the image config')) as { architecture?: string };
+  const read = { body, digest: desc.digest, mediaType: desc.mediaType };
   return {
-    manifest: { body, digest: desc.digest, mediaType: desc.mediaType },
+    manifest: read,
+    oci: read,
     config,
     layers: manifest.layers.map((l, i) => blobOf(dir, l, `layer ${i}`)),
     architecture: configJson.architecture ?? 'amd64',
