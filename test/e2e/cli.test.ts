@@ -208,6 +208,27 @@ describe('nixery build / nixery push', () => {
     assert.match(r.stdout, /\r\x1b\[2Kpacking \[#*\.*\] \d+\/\d+ layers/);
   });
 
+  it('a registry that refuses: its status and error body are shown, exit 1', async () => {
+    const readOnly = await startPushRegistry({ readOnly: true });
+    try {
+      const r = await nixery(['push', 'hello', `${readOnly.host}/demo:latest`, '--from', path.join(scratch, 'hello.oci')]);
+      assert.equal(r.code, 1);
+      // distribution's read-only mode answers a plain-text body; the CLI shows whatever body the registry sends.
+      assert.match(r.stderr, /the registry refused POST \/v2\/demo\/blobs\/uploads\/: 405 Method Not Allowed: Method not allowed$/m);
+    } finally {
+      await readOnly.stop();
+    }
+  });
+
+  it('runs as `npx nixery` (the root package\'s bin) and as node on the built file; a bad command line exits 2', async () => {
+    const viaNpx = await run('npx', ['--no-install', 'nixery', '--help'], { cwd: REPO, timeoutMs: 120_000 });
+    assert.equal(viaNpx.code, 0, viaNpx.stderr);
+    assert.match(viaNpx.stderr, /nixery build NAME/);
+    const built = await run(process.execPath, [path.join(REPO, 'apps/cli/dist/main.js'), 'build'], { timeoutMs: 120_000 });
+    assert.equal(built.code, 2);
+    assert.match(built.stderr, /usage:/);
+  });
+
   it('an unknown package is named and the exit code is non-zero', async () => {
     const r = await nixery(['build', 'hello/nosuchpackage', '-o', path.join(scratch, 'bad.oci'), '--popularity', 'none']);
     assert.equal(r.code, 1);

@@ -27,12 +27,14 @@ export interface PushRegistry {
 /**
  * Starts docker-registry; with `htpasswd` only that user (bcrypt-hashed
  * password) may pull or push; with `auth` that `auth:` section is used
- * instead (e.g. `tokenAuthConfig`).
+ * instead (e.g. `tokenAuthConfig`); with `readOnly` it refuses every write.
  */
-export async function startPushRegistry(opts: { htpasswd?: { user: string; password: string }; auth?: string } = {}): Promise<PushRegistry> {
+export async function startPushRegistry(opts: { htpasswd?: { user: string; password: string }; auth?: string; readOnly?: boolean } = {}): Promise<PushRegistry> {
   const dir = await makeScratchDir('nixery-push-target-');
   const port = await freePort();
   let config = distributionConfig(dir, port);
+  // Read-only maintenance mode: every write is refused (405).
+  if (opts.readOnly) config = config.replace('  maintenance:\n', '  maintenance:\n    readonly:\n      enabled: true\n');
   if (opts.auth) config += opts.auth;
   else if (opts.htpasswd) {
     const file = join(dir, 'htpasswd');
