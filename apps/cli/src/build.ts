@@ -13,6 +13,7 @@ import {
   blobKey,
   buildImage,
   buildKey,
+  checkNixBuilds,
   createStorage,
   describeFailure,
   nixPreparation,
@@ -99,7 +100,14 @@ export async function buildLocalImage(
   ).catch((e: unknown) => {
     throw e instanceof Failed ? new CliError(describeFailure(e.failure)) : e;
   });
-  if (!outcome.ok) throw new CliError(describeFailure(outcome.failure));
+  if (!outcome.ok) {
+    // As the worker does: a Nix failure is blamed on the image only when Nix can build here at all.
+    if (outcome.failure.kind === 'nix_failed') {
+      const health = await checkNixBuilds(settings.nix);
+      if (!health.ok) throw new CliError(`Nix cannot build on this machine: ${health.cause}. Fix: ${health.hint}`);
+    }
+    throw new CliError(describeFailure(outcome.failure));
+  }
   if (!('image' in outcome)) throw new CliError('internal: a build without a manifest cache cannot share an image');
   const { documents, layers } = outcome.image;
   await putStaged(storage, Readable.from([Buffer.from(documents.config.body)]), blobKey, MediaTypes.dockerConfig);
