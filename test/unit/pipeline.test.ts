@@ -131,7 +131,8 @@ describe('pipeline without Nix', () => {
       built,
       5,
     );
-    assert.deepEqual(order, ['storage:staging', 'storage:staging', 'status:true:4', 'cache']);
+    // The config, then both manifests (Docker schema 2 and OCI, issue 13).
+    assert.deepEqual(order, ['storage:staging', 'storage:staging', 'storage:staging', 'status:true:4', 'cache']);
     assert.deepEqual(cached.get('key-hello/bash'), published);
     assert.equal(published.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
     assert.equal(published.revision, 'rev-1');
@@ -140,6 +141,7 @@ describe('pipeline without Nix', () => {
     // Every blob the manifest names is in storage under its digest; the manifest is there by digest too.
     const stored = await readAll(storage, manifestKey(published.digest));
     assert.equal(stored.toString('utf8'), published.body);
+    assert.equal((await readAll(storage, manifestKey(published.oci.digest))).toString('utf8'), published.oci.body);
     const m = JSON.parse(published.body) as { config: { digest: string }; layers: { digest: string; size: number }[] };
     for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
       const bytes = await readAll(storage, blobKey(parseDigest(d)!));
