@@ -143,6 +143,18 @@ if [[ $code == 200 ]]; then
   fi
 fi
 
+# The first-start figure (issue 15): from `npm start` to the end of the first
+# pull, with and without the Debian packages set-up installed (its own
+# "setup: apt took N s" line; none when nothing was missing).
+if (( failures == 0 )); then
+  first=$((SECONDS - start))
+  apt=$(sed -n 's/^setup: apt took \([0-9]*\) s$/\1/p' "$logfile" | tail -n 1)
+  npm_ci=$(sed -n 's/^setup: npm ci took \([0-9]*\) s$/\1/p' "$logfile" | tail -n 1)
+  figure="first start: npm start to first pull done in $first s; apt ${apt:-0} s; without apt $((first - ${apt:-0})) s (npm ci ${npm_ci:-0} s)"
+  note "$figure"
+  echo "$figure" > "${NIXERY_FIRST_START_FILE:-/root/first-start.txt}"
+fi
+
 # 3. Clean stop: SIGTERM to npm start's process group, exit status 0.
 stop_start=$SECONDS
 stop_server "$server" 60

@@ -100,6 +100,7 @@ record "INFO: root created in $((SECONDS - phase_start)) s"
 phase_start=$SECONDS
 if run_child "$FRESH_ROOT" enter "$root1" -- bash /root/fresh-root-check.sh; then
   record "PASS: npm start + pull of shell/hello in a fresh root ($((SECONDS - phase_start)) s)"
+  [[ -f $root1/root/first-start.txt ]] && record "INFO: $(cat "$root1/root/first-start.txt")"
 else
   record "FAIL: npm start + pull of shell/hello in a fresh root ($((SECONDS - phase_start)) s)"
   status=1

@@ -158,7 +158,7 @@ describe('compose files', () => {
   it('host: every service on the host network, each on its own 127.0.0.1 port, nginx in front of both gateways', async () => {
     const ports = { NIXERY_LB_PORT: '18080', NIXERY_GATEWAY1_PORT: '18081', NIXERY_GATEWAY2_PORT: '18082', NIXERY_REDIS_PORT: '16379', NIXERY_GCS_PORT: '14443' };
     const { services, networks } = await normalised(HOST, ports);
-    assert.deepEqual(Object.keys(services).sort(), ['gateway', 'gateway-2', 'gcs', 'lb', 'popcount-job', 'redis', 'worker']);
+    assert.deepEqual(Object.keys(services).sort(), ['gateway', 'gateway-2', 'gcs', 'lb', 'popcount-job', 'redis', 's3', 'worker']);
     assert.equal(networks, undefined, 'no networks');
     for (const [name, s] of Object.entries(services)) {
       assert.equal(s.network_mode, 'host', `${name} uses the host network`);

@@ -1,6 +1,6 @@
 /**
  * One storage collection run (`collectStorage`) on each driver, the
- * filesystem and the GCS emulator, with a real redis-server: pull records
+ * filesystem, the GCS emulator and an S3 server (s3rver), with a real redis-server: pull records
  * decide, the grace is the object's write time as the driver lists it, a dry
  * run deletes nothing, and a real run drops the collected manifest from the
  * Redis caches, from another process's memory (pub/sub) and the layer
@@ -22,13 +22,16 @@ import { type EmbeddedRedis, startEmbeddedRedis } from '../../libs/shared/src/ru
 import type { StorageDriver } from '../../libs/shared/src/storage/driver';
 import { createFilesystemDriver } from '../../libs/shared/src/storage/filesystem';
 import { createGcsDriver } from '../../libs/shared/src/storage/gcs';
+import { createS3Driver } from '../../libs/shared/src/storage/s3';
 import { blobKey, manifestKey } from '../../libs/shared/src/storage/keys';
 import { putStaged } from '../../libs/shared/src/storage/staged';
 import { type GcsEmulator, startGcsEmulator } from '../helpers/gcs-emulator';
+import { S3_TEST_CREDENTIALS, type S3Server, startS3Server } from '../helpers/s3-server';
 
 let dir: string;
 let redisServer: EmbeddedRedis;
 let emu: GcsEmulator;
+let s3: S3Server;
 const connections: ReturnType<typeof connectRedis>[] = [];
 const connect = () => {
   const c = connectRedis({ path: redisServer.socket });
@@ -40,12 +43,14 @@ before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'nixery-gc-drivers-'));
   redisServer = await startEmbeddedRedis(path.join(dir, 'redis'));
   emu = await startGcsEmulator();
+  s3 = await startS3Server(['nixery-gc']);
   process.env.STORAGE_EMULATOR_HOST = emu.host;
   process.env.METADATA_SERVER_DETECTION = 'none';
 });
 after(async () => {
   for (const c of connections) c.disconnect();
   await emu?.stop();
+  await s3?.stop();
   await redisServer?.stop();
   await rm(dir, { recursive: true, force: true });
 });
@@ -56,6 +61,7 @@ const put = async (storage: StorageDriver, body: string, key = blobKey) =>
 for (const [name, make] of [
   ['filesystem', () => createFilesystemDriver(path.join(dir, 'fs'))],
   ['gcs (emulator)', () => createGcsDriver({ bucket: 'nixery-gc', signedUrls: false, signedUrlTtlSeconds: 60 })],
+  ['s3 (s3rver)', () => createS3Driver({ bucket: 'nixery-gc', region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, redirect: true, signedUrlTtlSeconds: 60, credentials: { ...S3_TEST_CREDENTIALS } })],
 ] as const) {
   describe(`collectStorage on ${name}`, () => {
     it('keeps what a recent pull uses and what is within the grace; collects the rest and drops it from the caches', { timeout: 60_000 }, async () => {

@@ -143,6 +143,8 @@ export interface Config {
    * this machine can build and logs the others) (issue 13).
    */
   workerSystemsFrom: 'NIXERY_WORKER_SYSTEMS' | 'NIXERY_PLATFORMS';
+  /** Directory of the Docker client's config.json, where `nixery push` finds registry credentials (DOCKER_CONFIG, default ~/.docker; issue 17). */
+  dockerConfigDir: string;
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
@@ -168,7 +170,7 @@ const EnvSchema = z.object({
   NIXERY_TARBALL_URL: z.string().url().default('https://github.com/NixOS/nixpkgs/archive'),
   NIXERY_NIX_OPTIONS: z.string().optional(),
   NIX_POPULARITY_URL: z.string().url().optional(),
-  NIXERY_STORAGE_BACKEND: z.enum(['filesystem', 'gcs']).optional(),
+  NIXERY_STORAGE_BACKEND: z.enum(['filesystem', 'gcs', 's3']).optional(),
   STORAGE_PATH: z.string().default('./data'),
   GCS_BUCKET: z.string().optional(),
   GCS_SIGNED_URLS: bool.optional(),
@@ -176,6 +178,14 @@ const EnvSchema = z.object({
   // Base of unsigned blob redirect URLs when clients reach the storage under another name (issue 3: emulator in docker-compose).
   GCS_PUBLIC_URL: z.string().url().optional(),
   GOOGLE_APPLICATION_CREDENTIALS: z.string().optional(),
+  // S3-compatible storage (issue 16); credentials come from the AWS SDK's default chain.
+  S3_BUCKET: z.string().min(1).optional(),
+  S3_REGION: z.string().regex(/^[a-z0-9-]+$/).default('us-east-1'),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_FORCE_PATH_STYLE: bool.default(false),
+  S3_REDIRECT: bool.default(true),
+  S3_SIGNED_URL_TTL: int(300, 1, 7 * 24 * 3600),
+  S3_PUBLIC_ENDPOINT: z.string().url().optional(),
   NIXERY_LAYER_BUDGET: int(NIXERY_CLOSURE_BUDGET + 1, 2, 125),
   NIXERY_BUILD_WAIT: int(300, 1),
   WORKER_CONCURRENCY: int(1, 1, 64),
@@ -222,6 +232,7 @@ const EnvSchema = z.object({
   NIXERY_PUBLIC_URL: z.string().url().optional(),
   // pull authentication (issue 12)
   ...AuthEnv,
+  DOCKER_CONFIG: z.string().min(1).optional(), // issue 17: nixery push
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 });
@@ -298,6 +309,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ...(e.GOOGLE_APPLICATION_CREDENTIALS ? { credentialsFile: e.GOOGLE_APPLICATION_CREDENTIALS } : {}),
       ...(e.GCS_PUBLIC_URL ? { publicUrl: e.GCS_PUBLIC_URL.replace(/\/+$/, '') } : {}),
     };
+  } else if (backend === 's3') {
+    if (!e.S3_BUCKET) throw new ConfigError('NIXERY_STORAGE_BACKEND=s3 needs S3_BUCKET');
+    storage = {
+      backend: 's3',
+      bucket: e.S3_BUCKET,
+      region: e.S3_REGION,
+      forcePathStyle: e.S3_FORCE_PATH_STYLE,
+      redirect: e.S3_REDIRECT,
+      signedUrlTtlSeconds: e.S3_SIGNED_URL_TTL,
+      ...(e.S3_ENDPOINT ? { endpoint: e.S3_ENDPOINT.replace(/\/+$/, '') } : {}),
+      ...(e.S3_PUBLIC_ENDPOINT ? { publicEndpoint: e.S3_PUBLIC_ENDPOINT.replace(/\/+$/, '') } : {}),
+    };
   } else {
     storage = { backend: 'filesystem', path: path.resolve(e.STORAGE_PATH) };
   }
@@ -350,6 +373,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustedProxies: trustedProxies(e.NIXERY_TRUSTED_PROXIES), // issue 12
     ...(e.NIXERY_PUBLIC_URL ? { publicUrl: e.NIXERY_PUBLIC_URL.replace(/\/+$/, '') } : {}), // issue 12
     auth: authOrThrow(e), // issue 12
+    dockerConfigDir: path.resolve(e.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker')), // issue 17
     ...platformSettings, // issue 13
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,

@@ -78,7 +78,31 @@ export interface StorageDriver {
   ping(): Promise<void>;
 }
 
+/** Settings of the S3 driver (any S3-compatible service: AWS, MinIO, Ceph, R2, ...); credentials come from the AWS SDK's chain. */
+export interface S3Settings {
+  /** Bucket name (S3_BUCKET). The bucket must exist. */
+  bucket: string;
+  /** Region (S3_REGION, default `us-east-1`); also what the signatures name. */
+  region: string;
+  /** Endpoint of a non-AWS service, e.g. `http://127.0.0.1:9000` (S3_ENDPOINT); default: AWS's for the region. */
+  endpoint?: string;
+  /** Path-style URLs `<endpoint>/<bucket>/<key>` instead of `<bucket>.<endpoint>` (S3_FORCE_PATH_STYLE, default false). */
+  forcePathStyle: boolean;
+  /** Whether blob GETs are answered by a 307 to a presigned URL (S3_REDIRECT, default true); else the gateway proxies the bytes. */
+  redirect: boolean;
+  /** Lifetime of a presigned URL in seconds (S3_SIGNED_URL_TTL, default 300). */
+  signedUrlTtlSeconds: number;
+  /**
+   * Endpoint that presigned URLs name, when clients reach the service under
+   * another name than Nixery does (S3_PUBLIC_ENDPOINT, e.g. `http://localhost:4569`
+   * for a server that the apps call `http://s3:4569` inside docker-compose).
+   * The URL is signed for that host. Default: `endpoint`.
+   */
+  publicEndpoint?: string;
+}
+
 /** Storage backend settings. */
 export type StorageConfig =
   | { backend: 'filesystem'; path: string }
-  | { backend: 'gcs'; bucket: string; signedUrls: boolean; signedUrlTtlSeconds: number; credentialsFile?: string; publicUrl?: string };
+  | { backend: 'gcs'; bucket: string; signedUrls: boolean; signedUrlTtlSeconds: number; credentialsFile?: string; publicUrl?: string }
+  | ({ backend: 's3' } & S3Settings);
