@@ -22,7 +22,7 @@ describe('arm64 images built here through qemu', { timeout: 2 * BUILD_S * 1000 }
   let nx: NixeryInstance;
   before(async () => {
     if (whyNot) return;
-    nx = await startNixery({ NIXERY_PLATFORMS: 'linux/amd64,linux/arm64', NIX_TIMEOUT: String(BUILD_S), NIXERY_BUILD_WAIT: String(BUILD_S) });
+    nx = await startNixery({ NIXERY_PLATFORMS: 'linux/amd64,linux/arm64' }); // nothing else: defaults suffice
   });
   after(async () => {
     await nx?.stop();
