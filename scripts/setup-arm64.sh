@@ -22,6 +22,10 @@ ARM64_CACHE=/var/cache/nixery/debian-arm64
 LIST=scripts/debs-arm64.txt
 BINFMT=/proc/sys/fs/binfmt_misc
 
+if [[ "$(uname -m)" != x86_64 ]]; then
+  echo "setup: arm64 emulation is set up on x86-64 machines only; this is $(uname -m): skipped" >&2
+  exit 0
+fi
 if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
 export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -qq)
