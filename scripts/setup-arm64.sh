@@ -22,6 +22,10 @@ ARM64_CACHE=/var/cache/nixery/debian-arm64
 LIST=scripts/debs-arm64.txt
 BINFMT=/proc/sys/fs/binfmt_misc
 
+if [[ "$(uname -m)" != x86_64 ]]; then
+  echo "setup: arm64 emulation is set up on x86-64 machines only; this is $(uname -m): skipped" >&2
+  exit 0
+fi
 if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
 export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -qq)
@@ -69,7 +73,11 @@ if [[ "$(cat "$ARM64_CACHE/root/.nixery-stamp" 2>/dev/null)" != "$stamp" ]]; the
   (
     cd "$ARM64_CACHE/debs"
     fetch=()
+    # versions the archive has for arm64, one query for all ("pkg:arm64 version" lines)
+    available=$(apt-cache madison $(for p in $wanted; do echo "$p:arm64"; done) 2>/dev/null | awk -F' *[|] *' '{print $1, $2}')
     while read -r p v; do
+      # the amd64 version where arm64 has it too (binNMUs, +bN, differ between architectures), else any
+      [[ -n "$v" ]] && grep -qxF "$p:arm64 $v" <<< "$available" || v=
       have=$(deb_of "$p")
       if [[ -n "$have" ]]; then
         # a file of this package is here: keep it if it has the wanted version
@@ -79,7 +87,7 @@ if [[ "$(cat "$ARM64_CACHE/root/.nixery-stamp" 2>/dev/null)" != "$stamp" ]]; the
       fetch+=("$p:arm64${v:+=$v}")
     done <<< "$plan"
     dl() { apt-get -qq -o APT::Sandbox::User=root download "$@" >/dev/null; }
-    # One apt-get for all; when one version is gone from the archive, one by one, that one at the archive's version.
+    # One apt-get for all; should that fail, one by one, each at the archive's version if need be.
     if (( ${#fetch[@]} )) && ! dl "${fetch[@]}" 2>/dev/null; then
       for f in "${fetch[@]}"; do
         [[ -n "$(deb_of "${f%%:*}")" ]] || dl "$f" 2>/dev/null || dl "${f%%=*}"

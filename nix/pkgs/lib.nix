@@ -17,14 +17,15 @@ let
       listLoader = "/lib64/ld-linux-x86-64.so.2";
       libraryPath = "";
     };
-    # Keep the path in step with scripts/setup-arm64.sh and libs/shared/src/nix/platforms.ts.
+    # On an aarch64 machine its own files; elsewhere the tree scripts/setup-arm64.sh
+    # unpacks (keep the path in step with it and libs/shared/src/nix/platforms.ts).
     aarch64-linux = rec {
-      root = "/var/cache/nixery/debian-arm64/root";
+      root = if builtins.currentSystem == "aarch64-linux" then "" else "/var/cache/nixery/debian-arm64/root";
       triplet = "aarch64-linux-gnu";
       debArch = "arm64";
       loader = "ld-linux-aarch64.so.1";
       listLoader = "${root}/lib/${loader}";
-      libraryPath = "${root}/lib/${triplet}";
+      libraryPath = if root == "" then "" else "${root}/lib/${triplet}";
     };
   };
   debian =

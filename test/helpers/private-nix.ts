@@ -51,8 +51,9 @@ export async function makePrivateNix(): Promise<PrivateNix> {
     },
     hostPath: (storePath) => path.join(dir, 'store', path.basename(storePath)),
     remove: async () => {
-      // A store path made immutable by a test would keep rm from removing it.
-      execFileSync('chattr', ['-R', '-i', path.join(dir, 'store')], { stdio: 'ignore' });
+      // A store path made immutable by a test would keep rm from removing it. Symlinks have no
+      // flags (chattr -R fails on them, e.g. a package's bin/sh -> bash), so they are left out.
+      execFileSync('find', [path.join(dir, 'store'), '!', '-type', 'l', '-exec', 'chattr', '-i', '{}', '+'], { stdio: 'ignore' });
       await removeScratchDir(root);
     },
   };

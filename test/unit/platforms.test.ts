@@ -69,6 +69,7 @@ test('NIXERY_PLATFORMS gives the platforms and, unless NIXERY_WORKER_SYSTEMS is 
   assert.deepEqual(both.platforms, ['x86_64-linux', 'aarch64-linux']);
   assert.deepEqual(both.workerSystems, ['x86_64-linux', 'aarch64-linux']);
   assert.equal(both.workerSystemsFrom, 'NIXERY_PLATFORMS');
+  assert.equal(both.emulatedNixTimeoutSeconds, 600);
   const own = loadConfig({ NIXERY_PLATFORMS: 'linux/amd64,linux/arm64', NIXERY_WORKER_SYSTEMS: 'aarch64-linux' });
   assert.deepEqual(own.workerSystems, ['aarch64-linux']);
   assert.equal(own.workerSystemsFrom, 'NIXERY_WORKER_SYSTEMS');

@@ -3,6 +3,8 @@ import { type Config, type Logger, type NixInvocation, type NixSystem, systemSup
 /** The systems a worker takes jobs for and the Nix invocation that can build them all (issue 13). */
 export interface WorkerSystems {
   systems: NixSystem[];
+  /** Those of `systems` built through emulation (they get NIXERY_EMULATED_NIX_TIMEOUT). */
+  emulated: NixSystem[];
   nix: NixInvocation;
 }
 
@@ -24,5 +26,5 @@ export function workerSystems(config: Config, log: Logger): WorkerSystems {
     else log.warn({ system, reason: support.reason }, `this machine cannot build ${system}; its images are not built here: ${support.reason}`);
   }
   if (emulated.length) log.info({ systems: emulated }, 'building through qemu user emulation (Nix extra-platforms)');
-  return { systems, nix: withExtraPlatforms(config.nix, emulated) };
+  return { systems, emulated, nix: withExtraPlatforms(config.nix, emulated) };
 }

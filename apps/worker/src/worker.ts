@@ -53,7 +53,9 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     log,
   });
   // The systems this worker builds, and Nix with extra-platforms for the emulated ones (issue 13).
-  const { systems, nix } = workerSystems(config, log);
+  const { systems, emulated, nix } = workerSystems(config, log);
+  const native = nixPreparation({ nixDir: config.nixDir, nix, timeoutMs: config.nixTimeoutSeconds * 1000 });
+  const slow = nixPreparation({ nixDir: config.nixDir, nix, timeoutMs: config.emulatedNixTimeoutSeconds * 1000 });
   // Can Nix build here at all, for every system taken? Checked at start, and again while it cannot (issue 9).
   const nixHealth = new NixHealthMonitor(() => checkNixBuilds(nix, { systems }), {
     recheckMs: NIX_RECHECK_MS,
@@ -71,7 +73,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     build: {
       storage: deps.storage,
       layerCache: new LayerCache(redis, keys, config.layerLockTtlSeconds * 1000),
-      prepare: nixPreparation({ nixDir: config.nixDir, nix, timeoutMs: config.nixTimeoutSeconds * 1000 }),
+      prepare: (req) => ((emulated as string[]).includes(req.system) ? slow : native)(req),
       popularity: () => popularity.get(),
       layerBudget: config.layerBudget,
       packConcurrency: config.packConcurrency,

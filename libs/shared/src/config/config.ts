@@ -145,6 +145,13 @@ export interface Config {
   workerSystemsFrom: 'NIXERY_WORKER_SYSTEMS' | 'NIXERY_PLATFORMS';
   /** Directory of the Docker client's config.json, where `nixery push` finds registry credentials (DOCKER_CONFIG, default ~/.docker; issue 17). */
   dockerConfigDir: string;
+  /**
+   * Seconds a Nix build for a system this machine emulates (aarch64-linux
+   * through qemu on x86-64) may run, instead of NIX_TIMEOUT
+   * (NIXERY_EMULATED_NIX_TIMEOUT, default 600: emulated builders run about
+   * nine times slower) (issue 13).
+   */
+  emulatedNixTimeoutSeconds: number;
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
@@ -191,6 +198,7 @@ const EnvSchema = z.object({
   WORKER_CONCURRENCY: int(1, 1, 64),
   NIXERY_WORKER_SYSTEMS: z.string().optional(),
   NIXERY_PLATFORMS: z.string().optional(), // issue 13
+  NIXERY_EMULATED_NIX_TIMEOUT: int(600, 1), // issue 13
   NIXERY_PACK_CONCURRENCY: int(os.availableParallelism(), 1, 64),
   NIXERY_LAYER_LOCK_TTL: int(30, 2),
   NIXERY_RESOLVE_TTL: int(60, 0),
@@ -378,6 +386,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     workerSystemsFrom: e.NIXERY_WORKER_SYSTEMS !== undefined ? 'NIXERY_WORKER_SYSTEMS' : 'NIXERY_PLATFORMS', // issue 13
+    emulatedNixTimeoutSeconds: e.NIXERY_EMULATED_NIX_TIMEOUT, // issue 13
   };
 }
 
