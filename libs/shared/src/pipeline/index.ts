@@ -8,3 +8,4 @@ export * from './build-image';
 export * from './layer-cache';
 export * from './layers';
 export * from './publish';
+export * from './sbom';

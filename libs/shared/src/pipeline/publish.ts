@@ -6,6 +6,7 @@ import type { PublishedImage } from '../protocol';
 import type { BuildStatusStore, ManifestCache, StorageUsage } from '../records';
 import { blobKey, manifestKey, putStaged, type StorageDriver } from '../storage';
 import type { BuiltImage } from './build-image';
+import { publishSbom } from './sbom';
 
 /** Where a built image is published. */
 export interface PublishDeps {
@@ -23,7 +24,9 @@ export interface PublishDeps {
  *    while the storage collector is deleting one of them: it is written
  *    again after), so the collector keeps what is published;
  * 1. storage: the image config and the manifest as blobs (the manifest under
- *    `manifests/<hex>` too, so it can be fetched by digest);
+ *    `manifests/<hex>` too, so it can be fetched by digest), then its SBOM
+ *    (the SPDX blob, the artifact manifest whose subject is the manifest, and
+ *    the manifest's referrers index: `publishSbom`);
  * 2. status: the build record and the image's layer facts for the web page
  *    (a failure here is logged, not fatal: the page is not the registry);
  * 3. cache: the manifest under its build key, its resolved key and its digest.
@@ -32,9 +35,10 @@ export interface PublishDeps {
  */
 export async function publishImage(deps: PublishDeps, job: BuildJobData, built: BuiltImage, durationMs: number): Promise<PublishedImage> {
   const { config, manifest } = built.documents;
-  await deps.usage?.use([config.digest, ...built.layers.map((l) => l.digest)], { pulled: manifest.digest });
+  await deps.usage?.use([config.digest, ...built.layers.map((l) => l.digest), built.sbom.digest], { pulled: manifest.digest });
   await putStaged(deps.storage, Readable.from([Buffer.from(config.body)]), blobKey, MediaTypes.dockerConfig);
   await putStaged(deps.storage, Readable.from([Buffer.from(manifest.body)]), manifestKey, manifest.mediaType);
+  await publishSbom(deps.storage, built.sbom, [{ mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size }]);
   const image: PublishedImage = {
     digest: manifest.digest,
     mediaType: manifest.mediaType,
@@ -58,6 +62,7 @@ export async function publishImage(deps: PublishDeps, job: BuildJobData, built: 
         finishedAt: Date.now(),
       },
       built.layers,
+      built.sbom.digest,
     )
     .catch((err: unknown) => deps.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not record build status'));
   await deps.manifests.put(job.buildKey, image, [built.resolvedKey]);

@@ -7,3 +7,4 @@
 export * from './errors';
 export * from './image-documents';
 export * from './image-spec';
+export * from './referrers';

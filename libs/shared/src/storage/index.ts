@@ -10,5 +10,6 @@ export * from './driver';
 export * from './filesystem';
 export * from './gcs';
 export * from './keys';
+export * from './read-all';
 export * from './staged';
 export * from './sweep';
