@@ -74,10 +74,11 @@ for (const [name, make] of [
       const now = Date.now();
       await redis.zadd(keys.gcPulls, now - 7200_000, a, now, b);
       await layers.put('key-of-l1', { digest: l1!, diffId: sha256Digest('x'), size: 1 });
-      await manifests.put('build-key-a', { digest: a, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', size: bodyA.length, body: bodyA, revision: '' });
+      const docA = { digest: a, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', size: bodyA.length, body: bodyA };
+      await manifests.put('build-key-a', { ...docA, oci: docA, revision: '' });
       // Another process (a gateway) holding A in memory, told over pub/sub.
       const gateway = new ManifestCache(redis, keys);
-      gateway.learn('build-key-a', { digest: a, mediaType: 'x', size: 1, body: bodyA, revision: '' });
+      gateway.learn('build-key-a', { ...docA, oci: docA, revision: '' });
       await subscribeCollected(connect(), keys, { collected: (d) => gateway.forget(d), resubscribed: () => gateway.forgetAll() });
       await sleep(1500);
       const fresh = await put(storage, `${run} fresh, referenced by nothing`);

@@ -37,7 +37,8 @@ describe('gateway drain, in process', () => {
     await mkdir(path.join(dir, 'pkgs'));
     await writeFile(path.join(dir, 'pkgs', 'default.nix'), '{ }: { }\n');
     const body = JSON.stringify({ schemaVersion: 2 });
-    const image: PublishedImage = { digest: sha256Digest(body), mediaType: MediaTypes.dockerManifest, size: body.length, body, revision: '' };
+    const doc = { digest: sha256Digest(body), mediaType: MediaTypes.dockerManifest, size: body.length, body };
+    const image: PublishedImage = { ...doc, oci: doc, revision: '' };
     const quick = new Promise<PublishedImage>((resolve) => (finishQuick = () => resolve(image)));
     const builds: Builds = {
       warm: async () => undefined,

@@ -21,7 +21,7 @@ import { loadConfig } from '../../libs/shared/src/config';
 import { type Digest, Failed, MediaTypes, sha256Digest } from '../../libs/shared/src/core';
 import { createMetrics } from '../../libs/shared/src/infra';
 import type { BuildJobData } from '../../libs/shared/src/jobs';
-import { type PublishedImage, buildImageDocuments } from '../../libs/shared/src/protocol';
+import { type PublishedImage, buildImageDocuments, publishedImage } from '../../libs/shared/src/protocol';
 import type { ManifestLookup } from '../../libs/shared/src/records';
 import { blobKey, createFilesystemDriver, manifestKey, putStaged, type StorageDriver } from '../../libs/shared/src/storage';
 
@@ -51,8 +51,8 @@ function fakeBuilds(storage: StorageDriver, cache: Map<string, PublishedImage>):
         labels: { 'org.opencontainers.image.revision': data.source.revision },
       });
       await putStaged(storage, Readable.from([Buffer.from(docs.config.body)]), blobKey, MediaTypes.dockerConfig);
-      await putStaged(storage, Readable.from([Buffer.from(docs.manifest.body)]), manifestKey, docs.manifest.mediaType);
-      const image: PublishedImage = { ...docs.manifest, revision: data.source.revision };
+      for (const m of [docs.manifest, docs.oci]) await putStaged(storage, Readable.from([Buffer.from(m.body)]), manifestKey, m.mediaType);
+      const image = publishedImage(docs, data.source.revision);
       cache.set(data.buildKey, image);
       cache.set(image.digest, image);
       return image;

@@ -131,8 +131,9 @@ describe('pipeline without Nix', () => {
       built,
       5,
     );
-    // Config, manifest, then the SBOM: its blob, the empty config, the artifact manifest, the referrers index.
-    assert.deepEqual(order, [...Array(6).fill('storage:staging'), 'status:true:4', 'cache']);
+    // The config, both manifests (Docker schema 2 and OCI, issue 13), then the SBOM: its blob, the empty
+    // config, and for each manifest an artifact manifest and its referrers index.
+    assert.deepEqual(order, [...Array(3 + 2 + 2 * 2).fill('storage:staging'), 'status:true:4', 'cache']);
     assert.deepEqual(cached.get('key-hello/bash'), published);
     assert.equal(published.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
     assert.equal(published.revision, 'rev-1');
@@ -141,6 +142,7 @@ describe('pipeline without Nix', () => {
     // Every blob the manifest names is in storage under its digest; the manifest is there by digest too.
     const stored = await readAll(storage, manifestKey(published.digest));
     assert.equal(stored.toString('utf8'), published.body);
+    assert.equal((await readAll(storage, manifestKey(published.oci.digest))).toString('utf8'), published.oci.body);
     const m = JSON.parse(published.body) as { config: { digest: string }; layers: { digest: string; size: number }[] };
     for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
       const bytes = await readAll(storage, blobKey(parseDigest(d)!));

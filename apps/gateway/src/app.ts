@@ -20,6 +20,7 @@ import {
   registerQueueGauges,
   subscribeCollected,
   withTimeout,
+  publishIndex,
 } from '@nixery/shared';
 import Koa from 'koa';
 import { Admission } from './admission';
@@ -28,7 +29,7 @@ import { clientAddress } from './client-address';
 import { pathRedactor } from './redact';
 import { Waiters } from './waiters';
 import { appErrorHandler, errorMiddleware } from './error-middleware';
-import { handleRegistry } from './registry';
+import { type PlatformDeps, handleRegistry } from './registry';
 import { adminDashboard } from './web/admin';
 import { registerWebRoutes } from './web/routes';
 import { RequestDrain } from './drain';
@@ -113,6 +114,14 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
     { path: REPO_ROOT, label: '<nixery>' },
     ...(config.storage.backend === 'filesystem' ? [{ path: config.storage.path, label: '<storage>' }] : []),
   ]);
+  // Multi-platform images (issue 13): the index is composed here and published with the gateway's storage and cache.
+  const platforms: PlatformDeps = {
+    systems: config.platforms,
+    defaultSystem: config.defaultPlatform,
+    // A manifest map handed in (in-process tests) learns the index from the registry handler itself.
+    publish: (key, index) =>
+      publishIndex({ storage: deps.storage, manifests: manifests instanceof ManifestCache ? manifests : { put: async () => undefined }}, key, index),
+  };
   const drain = new RequestDrain();
   // X-Forwarded-* count only from NIXERY_TRUSTED_PROXIES (client-address.ts), never through Koa's app.proxy (issue 12).
   const app = new Koa({ proxy: false });
@@ -138,7 +147,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   const auth = createPullAuth(config.auth, { redis, redisPrefix: config.redisPrefix, log, metrics, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) });
   if (auth) app.use(auth.middleware);
   app.use(async (ctx, next) => {
-    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal, maxPackages: config.admission.maxPackages, ...(auth ? { authorizeBuild: auth.authorizeBuild } : {}) }))) await next();
+    if (!(await handleRegistry(ctx, { storage: deps.storage, manifests, resolver, builds, metrics, pulls, negative, stopping: drain.signal, maxPackages: config.admission.maxPackages, ...(auth ? { authorizeBuild: auth.authorizeBuild } : {}), platforms }))) await next();
   });
 
   // Queue dashboard, only when NIXERY_ADMIN_PASSWORD is set (otherwise /admin/queues is a 404). Issue 6.

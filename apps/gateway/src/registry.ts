@@ -1,6 +1,17 @@
 import {
   type Digest,
   Failed,
+  type ImageSpec,
+  type ManifestDocument,
+  type NixSystem,
+  type PlatformOutcome,
+  type ResolvedSource,
+  composeIndex,
+  indexKey,
+  manifestVariants,
+  negotiateManifest,
+  platformName,
+  withSystem,
   type ManifestLookup,
   MediaTypes,
   type Metrics,
@@ -41,6 +52,15 @@ export interface RegistryDeps {
   maxPackages?: number;
   /** Throws when this request may not start a build (pull authentication, issue 12: an anonymous client under NIXERY_ANONYMOUS=pull). */
   authorizeBuild?: (ctx: Context, name: string) => void;
+  /** The configured platforms (NIXERY_PLATFORMS, issue 13); none = one image per name, its own system (in-process tests). */
+  platforms?: PlatformDeps;
+}
+
+/** Multi-platform images (issue 13): the platforms, the one for clients without index support, and where an index is published. */
+export interface PlatformDeps {
+  systems: readonly NixSystem[];
+  defaultSystem: NixSystem;
+  publish(indexKey: string, index: PublishedImage): Promise<void>;
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -81,10 +101,15 @@ export async function handleRegistry(ctx: Context, deps: RegistryDeps): Promise<
 }
 
 async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<RegistryRoute, { kind: 'manifest' }>): Promise<void> {
-  let m: PublishedImage | null;
+  let doc: ManifestDocument;
+  let m: PublishedImage;
   if ('digest' in route.reference) {
-    m = await manifestByDigest(deps, route.reference.digest);
-    if (!m) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { digest: route.reference.digest });
+    // By digest: whichever stored document has it, with its own media type, whatever the client accepts.
+    const found = await manifestByDigest(deps, route.reference.digest);
+    if (!found) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { digest: route.reference.digest });
+    m = found;
+    doc = found;
+    deps.pulls?.recordPull(found.digest);
   } else {
     const parsed = parseImage(route.name, route.reference.tag);
     if (!parsed.ok) {
@@ -101,41 +126,97 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       });
     }
     const source = await deps.resolver.resolve(image.tag);
-    const key = buildKey(image, source);
-    // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
-    if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, buildKey: key, jobId: key });
-    m = await deps.manifests.byBuildKey(key);
-    if (m) {
-      deps.metrics.manifestCacheHits.inc();
+    const platforms = deps.platforms;
+    // Content negotiation (issue 13): an index only for names that do not choose a system, with several platforms configured.
+    const choice = negotiateManifest(ctx.req.headers.accept, { index: !image.explicitSystem && platforms !== undefined && platforms.systems.length > 1 });
+    if (choice.index && platforms) {
+      m = await indexFor(ctx, deps, platforms, image, source);
     } else {
-      deps.metrics.manifestCacheMisses.inc();
-      // Known not to exist for this source revision: the same 404 as its build gave, without Nix or a job.
-      const unknown = await deps.negative?.unknownPackages(key);
-      if (unknown) {
-        deps.metrics.negativeCacheHits.inc();
-        throw new Failed({ kind: 'unknown_packages', packages: unknown });
-      }
-      deps.authorizeBuild?.(ctx, route.name);
-      const built = deps.builds.build({ buildKey: key, image, source }, { client: clientKey(ctx), gone: hangUp(ctx) }).catch((err: unknown) => {
-        const kind = failureOf(err)?.kind;
-        if (kind === 'rate_limited' || kind === 'queue_full') deps.metrics.admissionRefused.inc({ reason: kind });
-        throw err;
-      });
-      m = await (deps.stopping ? untilAborted(built, deps.stopping, { kind: 'shutting_down' }) : built);
-      deps.manifests.learn(key, m);
+      m = await imageFor(ctx, deps, image.explicitSystem || !platforms ? image : withSystem(image, platforms.defaultSystem), source);
     }
+    doc = choice.family === 'oci' ? m.oci : m;
+    for (const v of manifestVariants(m)) deps.pulls?.recordPull(v.digest);
   }
   // Every manifest answer names the package-source revision it was built from
   // (also the image config's org.opencontainers.image.revision label).
-  ctx.state.log?.info({ digest: m.digest, revision: m.revision }, 'manifest');
-  deps.pulls?.recordPull(m.digest);
+  ctx.state.log?.info({ digest: doc.digest, mediaType: doc.mediaType, revision: m.revision }, 'manifest');
   if (m.revision) ctx.set('Nixery-Revision', m.revision);
-  const body = Buffer.from(m.body);
+  const body = Buffer.from(doc.body);
   ctx.status = 200;
-  ctx.set('Content-Type', m.mediaType);
-  ctx.set('Docker-Content-Digest', m.digest);
-  ctx.set('Etag', `"${m.digest}"`);
+  ctx.set('Content-Type', doc.mediaType);
+  ctx.set('Docker-Content-Digest', doc.digest);
+  ctx.set('Etag', `"${doc.digest}"`);
   ctx.body = body;
+}
+
+/**
+ * One platform's image: from the manifest cache, else the negative cache's
+ * 404, else a build job (admitted, bounded by the build wait).
+ */
+async function imageFor(ctx: Context, deps: RegistryDeps, image: ImageSpec, source: ResolvedSource, log = true): Promise<PublishedImage> {
+  const key = buildKey(image, source);
+  // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
+  if (log && ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, buildKey: key, jobId: key });
+  const cached = await deps.manifests.byBuildKey(key);
+  if (cached) {
+    deps.metrics.manifestCacheHits.inc();
+    return cached;
+  }
+  deps.metrics.manifestCacheMisses.inc();
+  // Known not to exist for this source revision: the same 404 as its build gave, without Nix or a job.
+  const unknown = await deps.negative?.unknownPackages(key);
+  if (unknown) {
+    deps.metrics.negativeCacheHits.inc();
+    throw new Failed({ kind: 'unknown_packages', packages: unknown });
+  }
+  deps.authorizeBuild?.(ctx, image.name);
+  const built = deps.builds.build({ buildKey: key, image, source }, { client: clientKey(ctx), gone: hangUp(ctx) }).catch((err: unknown) => {
+    const kind = failureOf(err)?.kind;
+    if (kind === 'rate_limited' || kind === 'queue_full') deps.metrics.admissionRefused.inc({ reason: kind });
+    throw err;
+  });
+  const m = await (deps.stopping ? untilAborted(built, deps.stopping, { kind: 'shutting_down' }) : built);
+  deps.manifests.learn(key, m);
+  return m;
+}
+
+/**
+ * A multi-platform image's index (issue 13): from the manifest cache under
+ * its index key, else every platform's image at once (one build job per
+ * platform, in parallel, each in its system's queue), composed by the
+ * pipeline's policy (`composeIndex`) and published before it is served.
+ */
+async function indexFor(ctx: Context, deps: RegistryDeps, platforms: PlatformDeps, image: ImageSpec, source: ResolvedSource): Promise<PublishedImage> {
+  const specs = platforms.systems.map((s) => withSystem(image, s));
+  const key = indexKey(specs.map((s) => buildKey(s, source)));
+  if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, indexKey: key });
+  const cached = await deps.manifests.byBuildKey(key);
+  if (cached) {
+    deps.metrics.manifestCacheHits.inc();
+    return cached;
+  }
+  const outcomes = await Promise.all(
+    specs.map((spec) =>
+      imageFor(ctx, deps, spec, source, false).then(
+        (img): PlatformOutcome => ({ system: spec.system, ok: true, image: img }),
+        (err: unknown): PlatformOutcome => {
+          const failure = failureOf(err);
+          if (!failure) throw err;
+          return { system: spec.system, ok: false, failure };
+        },
+      ),
+    ),
+  );
+  const composed = composeIndex(outcomes, platforms.defaultSystem, source.revision);
+  if (!composed.ok) throw new Failed(composed.failure);
+  for (const o of composed.omitted) {
+    const platform = platformName(o.system);
+    deps.metrics.platformsOmitted.inc({ platform });
+    ctx.state.log?.info({ platform, unknownPackages: o.packages }, 'platform left out of the image index: its packages do not exist there');
+  }
+  await platforms.publish(key, composed.index);
+  deps.manifests.learn(key, composed.index);
+  return composed.index;
 }
 
 /** A signal that aborts when the client closes its connection before its response is written. */
@@ -170,7 +251,8 @@ async function manifestByDigest(deps: RegistryDeps, digest: Digest): Promise<Pub
   const info = typeof named === 'string' ? null : await deps.storage.stat(manifestKey(digest));
   const mediaType = typeof named === 'string' ? named : info?.contentType;
   if (!mediaType) throw new RegistryError('MANIFEST_INVALID', 'stored manifest names no media type', { digest });
-  return { digest, mediaType, size: body.length, body: body.toString('utf8'), revision: '' };
+  const doc = { digest, mediaType, size: body.length, body: body.toString('utf8') };
+  return { ...doc, oci: doc, revision: '' };
 }
 
 async function serveBlob(ctx: Context, deps: RegistryDeps, digest: Digest): Promise<void> {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { NIXERY_CLOSURE_BUDGET } from '../layering';
 import { NIX_SYSTEMS, type NixSystem } from '../protocol/image-spec';
+import { defaultPlatform, parsePlatforms } from '../protocol/platforms';
 import { nixEnvironment, type NixInvocation } from '../nix/settings';
 import type { PackageSourceConfig } from '../sources/resolver';
 import type { StoreGcOptions } from '../nix/store-gc';
@@ -124,6 +125,15 @@ export interface Config {
   /** The registry's public base URL (NIXERY_PUBLIC_URL, e.g. https://nixery.example.com): the page's pull commands use its host; unset = the request's Host. */
   publicUrl?: string;
   // --- end admission ---
+  /**
+   * Platforms of images by name (NIXERY_PLATFORMS, issue 13: a comma list
+   * such as `linux/amd64,linux/arm64`; default the host's alone, one image
+   * per name as before). With more than one, a client that accepts an
+   * index gets one naming every platform's image.
+   */
+  platforms: NixSystem[];
+  /** The platform a client that accepts no index gets: the host's if configured, else the first. */
+  defaultPlatform: NixSystem;
   /** Pull authentication (NIXERY_AUTH, NIXERY_HTPASSWD, NIXERY_ANONYMOUS, NIXERY_PROTECT_STATUS, NIXERY_TOKEN_*; issue 12; see config/auth.ts). */
   auth: AuthConfig;
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
@@ -163,6 +173,7 @@ const EnvSchema = z.object({
   NIXERY_BUILD_WAIT: int(300, 1),
   WORKER_CONCURRENCY: int(1, 1, 64),
   NIXERY_WORKER_SYSTEMS: z.string().optional(),
+  NIXERY_PLATFORMS: z.string().optional(), // issue 13
   NIXERY_PACK_CONCURRENCY: int(os.availableParallelism(), 1, 64),
   NIXERY_LAYER_LOCK_TTL: int(30, 2),
   NIXERY_RESOLVE_TTL: int(60, 0),
@@ -328,9 +339,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustedProxies: trustedProxies(e.NIXERY_TRUSTED_PROXIES), // issue 12
     ...(e.NIXERY_PUBLIC_URL ? { publicUrl: e.NIXERY_PUBLIC_URL.replace(/\/+$/, '') } : {}), // issue 12
     auth: authOrThrow(e), // issue 12
+    ...platformsConfig(e.NIXERY_PLATFORMS), // issue 13
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
   };
+}
+
+/** The image platforms from NIXERY_PLATFORMS (issue 13); unset = the host's alone. */
+function platformsConfig(text: string | undefined): Pick<Config, 'platforms' | 'defaultPlatform'> {
+  const host = hostSystem();
+  if (text === undefined || text.trim() === '') return { platforms: [host], defaultPlatform: host };
+  const parsed = parsePlatforms(text);
+  if (!parsed.ok) throw new ConfigError(`NIXERY_PLATFORMS: ${parsed.reason}`);
+  return { platforms: parsed.systems, defaultPlatform: defaultPlatform(parsed.systems, host) };
 }
 
 /** The pull authentication settings from the parsed environment (issue 12). */

@@ -49,6 +49,8 @@ export function createMetrics() {
     nixStoreFreeBytes: new Gauge({ name: 'nixery_nix_store_free_bytes', help: 'Free bytes on the filesystem holding the Nix store, at the last check', registers: [registry] }),
     negativeCacheHits: new Counter({ name: 'nixery_negative_cache_hits_total', help: 'Manifest requests answered 404 from the negative cache (unknown packages), without a build', registers: [registry] }),
     imagesShared: new Counter({ name: 'nixery_images_shared_total', help: 'Builds whose packages resolved to an image already built under another spelling, answered with that image', registers: [registry] }),
+    // multi-platform images (issue 13)
+    platformsOmitted: new Counter({ name: 'nixery_index_platforms_omitted_total', help: 'Platforms left out of a multi-platform image index because their packages do not exist there, by platform', labelNames: ['platform'], registers: [registry] }),
     authRefused: new Counter({ name: 'nixery_auth_refused_total', help: 'Requests refused by pull authentication, by reason (password, malformed, invalid_token, expired_token, scheme, scope, anonymous, busy)', labelNames: ['reason'], registers: [registry] }), // issue 12
   };
   return m;

@@ -29,3 +29,12 @@ export function resolvedKey(image: Pick<ImageSpec, 'system'>, source: Pick<Resol
     .update(JSON.stringify({ v: 1, resolved: true, source: source.identity, system: image.system, attrs: [...new Set(attrs)].sort() }))
     .digest('hex');
 }
+
+/**
+ * The key of a multi-platform image's index (issue 13): a hash of its
+ * platforms' build keys, in the configured order. It lives among the build
+ * keys of the manifest cache (its own hash input, so it never collides with one).
+ */
+export function indexKey(platformKeys: readonly string[]): string {
+  return createHash('sha256').update(JSON.stringify({ v: 1, index: platformKeys })).digest('hex');
+}

@@ -21,6 +21,8 @@ export interface ImageSpec {
   readonly system: NixSystem;
   /** OCI/Docker architecture name of `system`. */
   readonly architecture: 'amd64' | 'arm64';
+  /** Set when the name chose the system (`arm64/...`, `amd64/...`): then it is one platform, never an index (issue 13). */
+  readonly explicitSystem?: true;
 }
 
 /** Why a name or tag was rejected. */
@@ -75,16 +77,22 @@ export function parseImage(name: string, tag: string): { ok: true; spec: ImageSp
 
   let parts = name.split('/');
   let system: NixSystem = 'x86_64-linux';
-  if (parts[0] === 'arm64') {
-    system = 'aarch64-linux';
-    parts = parts.slice(1);
-  } else if (parts[0] === 'amd64') {
-    parts = parts.slice(1);
-  }
+  const explicitSystem = parts[0] === 'arm64' || parts[0] === 'amd64';
+  if (parts[0] === 'arm64') system = 'aarch64-linux';
+  if (explicitSystem) parts = parts.slice(1);
   if (parts[0] === 'shell') parts = [...parts.slice(1), ...SHELL_PACKAGES];
   const packages = [...new Set([...parts, ...ALWAYS_PACKAGES])].sort();
   return {
     ok: true,
-    spec: { name, tag, packages, system, architecture: system === 'aarch64-linux' ? 'arm64' : 'amd64' },
+    spec: { name, tag, packages, system, architecture: architectureOf(system), ...(explicitSystem ? { explicitSystem: true as const } : {}) },
   };
+}
+
+/** The same image for another system (a platform of a multi-platform image, issue 13). */
+export function withSystem(spec: ImageSpec, system: NixSystem): ImageSpec {
+  return { ...spec, system, architecture: architectureOf(system) };
+}
+
+function architectureOf(system: NixSystem): 'amd64' | 'arm64' {
+  return system === 'aarch64-linux' ? 'arm64' : 'amd64';
 }

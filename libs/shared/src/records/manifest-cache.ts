@@ -1,9 +1,14 @@
 import type { Redis } from 'ioredis';
 import { Failed } from '../core/failure';
-import type { PublishedImage } from '../protocol/image-documents';
+import { type PublishedImage, manifestVariants } from '../protocol/image-documents';
 import { type RedisKeys, deleteMatching } from '../infra/redis';
 
-/** A cached manifest: the published image, everything needed to answer a manifest request. */
+/**
+ * A cached manifest: the published image with both its variants (Docker and
+ * OCI; for an index, the manifest list and the OCI index), everything needed
+ * to answer a manifest request whatever the client accepts. Under a digest
+ * the entry is that variant alone (its `oci` is itself).
+ */
 export type CachedManifest = PublishedImage;
 
 /**
@@ -33,23 +38,23 @@ export class ManifestCache {
     return this.lookup(this.keys.manifestByBuild(buildKey), 'throw');
   }
 
-  /** A manifest by its digest (memory first, then Redis), or null; null too when Redis is unreachable (storage still has it). */
+  /** A manifest (either variant) by its digest (memory first, then Redis), or null; null too when Redis is unreachable (storage still has it). */
   async byDigest(digest: string): Promise<CachedManifest | null> {
     return this.lookup(this.keys.manifestByDigest(digest), 'miss');
   }
 
   /**
    * Records a built manifest under its build key, any further keys naming
-   * the same image (`also`: its resolved key, issue 12) and its digest, in
-   * Redis and in memory.
+   * the same image (`also`: its resolved key, issue 12) and the digest of
+   * each of its variants, in Redis and in memory.
    */
   async put(buildKey: string, m: CachedManifest, also: readonly string[] = []): Promise<void> {
     const v = JSON.stringify(m);
     const tx = this.redis.multi();
     for (const k of [buildKey, ...also]) tx.set(this.keys.manifestByBuild(k), v);
-    await tx.set(this.keys.manifestByDigest(m.digest), v).exec();
-    this.remember(this.keys.manifestByBuild(buildKey), m);
-    this.remember(this.keys.manifestByDigest(m.digest), m);
+    for (const d of byVariant(m)) tx.set(this.keys.manifestByDigest(d.digest), JSON.stringify(d));
+    await tx.exec();
+    this.learn(buildKey, m);
   }
 
   /**
@@ -59,7 +64,7 @@ export class ManifestCache {
    */
   learn(buildKey: string, m: CachedManifest): void {
     this.remember(this.keys.manifestByBuild(buildKey), m);
-    this.remember(this.keys.manifestByDigest(m.digest), m);
+    for (const d of byVariant(m)) this.remember(this.keys.manifestByDigest(d.digest), d);
   }
 
   /**
@@ -70,13 +75,13 @@ export class ManifestCache {
   async drop(digests: ReadonlySet<string>): Promise<void> {
     if (digests.size === 0) return;
     await this.redis.del(...[...digests].map((d) => this.keys.manifestByDigest(d)));
-    await deleteMatching(this.redis, this.keys.manifestByBuild('*'), (v) => digests.has(digestOf(v)));
+    await deleteMatching(this.redis, this.keys.manifestByBuild('*'), (v) => digestsOf(v).some((d) => digests.has(d)));
     this.forget(digests);
   }
 
   /** Forgets manifests (by digest) in this process's memory only (another process collected them). */
   forget(digests: ReadonlySet<string>): void {
-    for (const [k, m] of this.memory) if (digests.has(m.digest)) this.memory.delete(k);
+    for (const [k, m] of this.memory) if (digests.has(m.digest) || digests.has(m.oci.digest)) this.memory.delete(k);
   }
 
   /** Forgets everything in memory (after missing collection news, e.g. a lost subscription). */
@@ -97,9 +102,11 @@ export class ManifestCache {
     }
     const v = await this.redis.get(key);
     if (!v) return null;
-    const parsed = JSON.parse(v) as Omit<CachedManifest, 'size'> & { size?: number };
+    const parsed = JSON.parse(v) as Omit<CachedManifest, 'size' | 'oci'> & { size?: number; oci?: CachedManifest['oci'] };
+    // Entries written before both variants were kept (issue 13) are built again: their OCI manifest was never stored.
+    if (!parsed.oci) return null;
     // Entries written before the size was kept get it from their body.
-    const m: CachedManifest = { ...parsed, size: parsed.size ?? Buffer.byteLength(parsed.body) };
+    const m: CachedManifest = { ...parsed, oci: parsed.oci, size: parsed.size ?? Buffer.byteLength(parsed.body) };
     this.remember(key, m);
     return m;
   }
@@ -113,12 +120,18 @@ export class ManifestCache {
   }
 }
 
-/** The digest a cached entry names ('' when it does not parse). */
-function digestOf(raw: string): string {
+/** Each variant of an image as an entry of its own (served by its digest), with the image's revision. */
+function byVariant(m: CachedManifest): CachedManifest[] {
+  return manifestVariants(m).map((d) => ({ ...d, oci: d, revision: m.revision }));
+}
+
+/** The digests a cached entry names, both variants ([] when it does not parse). */
+function digestsOf(raw: string): string[] {
   try {
-    return String((JSON.parse(raw) as { digest?: unknown }).digest ?? '');
+    const m = JSON.parse(raw) as { digest?: unknown; oci?: { digest?: unknown } };
+    return [m.digest, m.oci?.digest].filter((d): d is string => typeof d === 'string');
   } catch {
-    return '';
+    return [];
   }
 }
 
