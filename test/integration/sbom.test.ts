@@ -84,6 +84,20 @@ describe('SBOMs through the referrers API', { timeout: 900_000 }, () => {
     sbomBody = blob.body;
   });
 
+  it('the OCI variant of the image has its own SBOM artifact (its own subject), with the same SPDX document', async () => {
+    const oci = await get(`${nx.url}/v2/hello/manifests/latest`, 'application/vnd.oci.image.manifest.v1+json');
+    assert.equal(oci.res.status, 200);
+    assert.equal(oci.res.headers.get('content-type'), 'application/vnd.oci.image.manifest.v1+json');
+    const ociDigest = oci.res.headers.get('docker-content-digest')!;
+    assert.notEqual(ociDigest, imageDigest);
+    const index = (await get(`${nx.url}/v2/hello/referrers/${ociDigest}`, OCI_INDEX)).json();
+    assert.equal(index.manifests.length, 1);
+    assert.notEqual(index.manifests[0].digest, artifactDigest);
+    const artifact = (await get(`${nx.url}/v2/hello/manifests/${index.manifests[0].digest}`, 'application/vnd.oci.image.manifest.v1+json')).json();
+    assert.deepEqual(artifact.subject, { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: ociDigest, size: oci.body.length });
+    assert.equal(artifact.layers[0].digest, sbomDigest);
+  });
+
   it('filters by artifactType and says so in OCI-Filters-Applied', async () => {
     const spdx = await get(`${nx.url}/v2/hello/referrers/${imageDigest}?artifactType=${encodeURIComponent(SPDX)}`, OCI_INDEX);
     assert.equal(spdx.res.status, 200);
