@@ -121,14 +121,16 @@ export function buildSpdxDocument(inp: SbomInput): SbomDocument {
     copyrightText: 'NOASSERTION',
     comment: `The package set the image was built from (${inp.source.kind}), pinned at revision ${inp.source.revision || 'unknown'}.`,
   };
+  const ids = new Map(paths.map((p) => [p, storePathSpdxId(p)]));
+  const idOf = (p: string) => ids.get(p) ?? storePathSpdxId(p);
   const relationships: SpdxRelationship[] = [];
-  for (const t of top) relationships.push({ spdxElementId: DOCUMENT_ID, relationshipType: 'DESCRIBES', relatedSpdxElement: storePathSpdxId(t.storePath) });
+  for (const t of top) relationships.push({ spdxElementId: DOCUMENT_ID, relationshipType: 'DESCRIBES', relatedSpdxElement: idOf(t.storePath) });
   for (const p of paths) {
     for (const r of inp.graph.paths[p]!.references) {
-      if (r !== p && inp.graph.paths[r]) relationships.push({ spdxElementId: storePathSpdxId(p), relationshipType: 'DEPENDS_ON', relatedSpdxElement: storePathSpdxId(r) });
+      if (r !== p && ids.has(r)) relationships.push({ spdxElementId: idOf(p), relationshipType: 'DEPENDS_ON', relatedSpdxElement: idOf(r) });
     }
   }
-  for (const t of top) relationships.push({ spdxElementId: storePathSpdxId(t.storePath), relationshipType: 'GENERATED_FROM', relatedSpdxElement: SOURCE_ID });
+  for (const t of top) relationships.push({ spdxElementId: idOf(t.storePath), relationshipType: 'GENERATED_FROM', relatedSpdxElement: SOURCE_ID });
 
   const body = {
     spdxVersion: 'SPDX-2.3',
