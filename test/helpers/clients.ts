@@ -59,6 +59,20 @@ export function skopeoCopyToOci(
   );
 }
 
+/**
+ * Like `skopeoCopyToOci`, but picks `arch`'s image out of an index
+ * (`skopeo --override-arch ARCH copy`, issue 13). Throws `CommandError` when
+ * the index has no image of that architecture.
+ */
+export function skopeoCopyToOciForArch(ref: string, dir: string, arch: string, opts: ClientOptions & { tag?: string } = {}): Promise<RunResult> {
+  const tag = opts.tag ?? tagOf(ref) ?? 'latest';
+  return runChecked(
+    'skopeo',
+    ['--insecure-policy', '--override-arch', arch, 'copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${dir}:${tag}`],
+    { timeoutMs: opts.timeoutMs ?? 300_000 },
+  );
+}
+
 /** What `skopeoInspect` asks for: skopeo's summary, the raw manifest, or the image config. */
 export type InspectMode = 'summary' | 'raw' | 'config';
 

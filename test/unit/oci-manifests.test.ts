@@ -140,9 +140,9 @@ describe('image index', () => {
   it('fails the request when the default platform fails, or another one fails for any other reason', () => {
     const unknown: PlatformOutcome = { system: 'x86_64-linux', ok: false, failure: { kind: 'unknown_packages', packages: ['x'] } };
     const r1 = composeIndex([unknown, { system: 'aarch64-linux', ok: true, image: arm }], 'x86_64-linux', 'rev');
-    assert.deepEqual(r1, { ok: false, failure: unknown.failure });
+    assert.deepEqual(r1, { ok: false, failure: unknown.failure, system: 'x86_64-linux' });
     const noWorker = { kind: 'no_worker' as const, system: 'aarch64-linux' as const };
     const r2 = composeIndex([{ system: 'x86_64-linux', ok: true, image: amd }, { system: 'aarch64-linux', ok: false, failure: noWorker }], 'x86_64-linux', 'rev');
-    assert.deepEqual(r2, { ok: false, failure: noWorker });
+    assert.deepEqual(r2, { ok: false, failure: noWorker, system: 'aarch64-linux' });
   });
 });

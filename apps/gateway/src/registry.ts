@@ -208,7 +208,10 @@ async function indexFor(ctx: Context, deps: RegistryDeps, platforms: PlatformDep
     ),
   );
   const composed = composeIndex(outcomes, platforms.defaultSystem, source.revision);
-  if (!composed.ok) throw new Failed(composed.failure);
+  if (!composed.ok) {
+    ctx.state.log?.info({ platform: platformName(composed.system), failure: composed.failure.kind }, 'a platform of the image index failed: no index');
+    throw new Failed(composed.failure);
+  }
   for (const o of composed.omitted) {
     const platform = platformName(o.system);
     deps.metrics.platformsOmitted.inc({ platform });

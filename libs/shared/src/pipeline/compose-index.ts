@@ -9,7 +9,7 @@ export type PlatformOutcome = { system: NixSystem; ok: true; image: PublishedIma
 /** The index to publish, and the platforms left out; or the failure that fails the whole request. */
 export type ComposedIndex =
   | { ok: true; index: PublishedImage; omitted: Array<{ system: NixSystem; packages: readonly string[] }> }
-  | { ok: false; failure: Failure };
+  | { ok: false; failure: Failure; system: NixSystem };
 
 /**
  * Composes a multi-platform image's index from its platforms' outcomes
@@ -25,12 +25,12 @@ export type ComposedIndex =
  */
 export function composeIndex(outcomes: readonly PlatformOutcome[], defaultSystem: NixSystem, revision: string): ComposedIndex {
   const first = outcomes.find((o) => o.system === defaultSystem) ?? outcomes[0];
-  if (!first) return { ok: false, failure: { kind: 'internal', message: 'no platform configured' } };
-  if (!first.ok) return { ok: false, failure: first.failure };
+  if (!first) return { ok: false, failure: { kind: 'internal', message: 'no platform configured' }, system: defaultSystem };
+  if (!first.ok) return { ok: false, failure: first.failure, system: first.system };
   const omitted: Array<{ system: NixSystem; packages: readonly string[] }> = [];
   for (const o of outcomes) {
     if (o.ok) continue;
-    if (o.failure.kind !== 'unknown_packages') return { ok: false, failure: o.failure };
+    if (o.failure.kind !== 'unknown_packages') return { ok: false, failure: o.failure, system: o.system };
     omitted.push({ system: o.system, packages: o.failure.packages });
   }
   const entries = outcomes.flatMap((o) => (o.ok ? [{ platform: PLATFORM_OF[o.system], image: o.image }] : []));
