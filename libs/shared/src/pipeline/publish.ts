@@ -6,7 +6,7 @@ import { type PublishedImage, manifestVariants, publishedImage } from '../protoc
 import type { BuildStatusStore, ManifestCache, StorageUsage } from '../records';
 import { blobKey, manifestKey, putStaged, type StorageDriver } from '../storage';
 import type { BuiltImage } from './build-image';
-import { publishSbom } from './sbom';
+import { publishSbom, sbomArtifact } from './sbom';
 
 /** Where a built image is published. */
 export interface PublishDeps {
@@ -36,12 +36,15 @@ export interface PublishDeps {
  */
 export async function publishImage(deps: PublishDeps, job: BuildJobData, built: BuiltImage, durationMs: number): Promise<PublishedImage> {
   const { config, manifest } = built.documents;
+  const image = publishedImage(built.documents, job.source.revision);
+  const subjects = manifestVariants(image).map((v) => ({ mediaType: v.mediaType, digest: v.digest, size: v.size }));
   await deps.usage?.use([config.digest, ...built.layers.map((l) => l.digest), built.sbom.digest], { pulled: manifest.digest });
   await deps.usage?.use([], { pulled: built.documents.oci.digest });
+  // The SBOM artifacts count as pulled with their image, so the collector takes them with it, not one keep time later.
+  for (const s of subjects) await deps.usage?.use([], { pulled: sbomArtifact(built.sbom, s).digest });
   await putStaged(deps.storage, Readable.from([Buffer.from(config.body)]), blobKey, MediaTypes.dockerConfig);
-  const image = publishedImage(built.documents, job.source.revision);
   await storeManifests(deps.storage, image);
-  await publishSbom(deps.storage, built.sbom, manifestVariants(image).map((v) => ({ mediaType: v.mediaType, digest: v.digest, size: v.size })));
+  await publishSbom(deps.storage, built.sbom, subjects);
   await deps.status
     .recordSuccess(
       {
