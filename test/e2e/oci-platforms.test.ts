@@ -18,7 +18,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { skopeoCopyToOci, skopeoCopyToOciForArch, skopeoInspect, verifyOciLayout } from '../helpers/clients';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
-import { type NixeryInstance, metric, readLogLines, startNixery } from '../helpers/nixery';
+import { type LogLine, type NixeryInstance, metric, readLogLines, startNixery } from '../helpers/nixery';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type PackageSetCopy, copyPackageSet } from '../helpers/pkgset';
 import { CommandError, makeScratchDir, removeScratchDir } from '../helpers/proc';
 
@@ -56,6 +57,15 @@ async function get(nx: NixeryInstance, p: string, accept?: string, method = 'GET
   const res = await fetch(`${nx.url}${p}`, { method, headers: accept === undefined ? {} : { Accept: accept } });
   const body = Buffer.from(await res.arrayBuffer());
   return { res, body, doc: () => JSON.parse(body.toString('utf8')) as Doc };
+}
+
+/** Whether the log has a line matching `pred` within a few seconds (the child's output reaches the file a little later). */
+async function logged(nx: NixeryInstance, pred: (l: LogLine) => boolean): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    if ((await readLogLines(nx.logFile)).some(pred)) return true;
+    await sleep(100);
+  }
+  return false;
 }
 
 /** The headers that must be equal between GET and HEAD. */
@@ -155,8 +165,7 @@ describe('OCI manifests and multi-platform images (issue 13)', () => {
     }
     assert.equal((await get(nx, `/v2/amdonly/manifests/${indexDigest}`)).res.headers.get('content-type'), T.ociIndex);
     assert.ok((await metric(nx.url, 'nixery_index_platforms_omitted_total', { platform: 'linux/arm64' })) >= 1);
-    const lines = await readLogLines(nx.logFile);
-    assert.ok(lines.some((x) => x.msg.startsWith('platform left out of the image index') && x.platform === 'linux/arm64'));
+    assert.ok(await logged(nx, (x) => x.msg.startsWith('platform left out of the image index') && x.platform === 'linux/arm64'));
   });
 
   it('skopeo reads the index raw and copies the host platform; --override-arch arm64 finds no arm64 image of amdonly', { timeout: 600_000 }, async () => {
@@ -200,8 +209,7 @@ describe('OCI manifests and multi-platform images (issue 13)', () => {
     const err = (JSON.parse(first.body.toString()) as { errors: { code: string; detail?: unknown }[] }).errors[0];
     assert.equal(err?.code, 'UNAVAILABLE');
     assert.match(JSON.stringify(err?.detail), /aarch64/, 'the cause names the aarch64 build');
-    const lines = await readLogLines(nx.logFile);
-    assert.ok(lines.some((x) => x.msg === 'a platform of the image index failed: no index' && x.platform === 'linux/arm64'));
+    assert.ok(await logged(nx, (x) => x.msg === 'a platform of the image index failed: no index' && x.platform === 'linux/arm64'));
     const single = await get(nx, '/v2/armbroken/manifests/latest', T.dockerManifest);
     assert.equal(single.res.status, 200);
     assert.equal(single.doc().mediaType, T.dockerManifest);
@@ -229,5 +237,34 @@ describe('OCI manifests and multi-platform images (issue 13)', () => {
       for (const m of doc.manifests) assert.ok(stored.has(m.digest.slice('sha256:'.length)), `${f} names ${m.digest}`);
     }
     assert.equal(indexes, 2, 'the amdonly list and index; none for armbroken');
+  });
+});
+
+describe('a configured platform with no worker (issue 13)', () => {
+  let nx: NixeryInstance;
+  let pkgs: PackageSetCopy;
+  before(async () => {
+    pkgs = await platformPackageSet();
+    // Only an x86_64-linux worker: nothing takes the arm64 jobs.
+    nx = await startNixery({ ...pkgs.env, NIXERY_PLATFORMS: 'linux/amd64,linux/arm64', NIXERY_WORKER_SYSTEMS: 'x86_64-linux', NIXERY_POPCOUNT_SCHEDULE: 'off', NIXERY_BUILD_WAIT: '6' });
+  });
+  after(async () => {
+    await nx?.stop();
+    await pkgs?.remove();
+  });
+
+  it('an index request is 503 naming the system once the build wait ends; clients without index support get amd64; no index is stored', { timeout: 600_000 }, async () => {
+    // The amd64 image first (a cold build may outlast the short wait: then it is there on a later try).
+    let single: Awaited<ReturnType<typeof get>> | undefined;
+    for (let i = 0; i < 40 && single?.res.status !== 200; i++) single = await get(nx, '/v2/amdonly/manifests/latest', T.dockerManifest);
+    assert.equal(single?.res.status, 200);
+    const r = await get(nx, '/v2/amdonly/manifests/latest', INDEX_ACCEPT);
+    assert.equal(r.res.status, 503, r.body.toString());
+    const err = (JSON.parse(r.body.toString()) as { errors: { code: string; detail?: { system?: string } }[] }).errors[0];
+    assert.equal(err?.code, 'UNAVAILABLE');
+    assert.equal(err?.detail?.system, 'aarch64-linux');
+    assert.ok(r.res.headers.get('retry-after'));
+    const stored = await readdir(path.join(nx.storagePath, 'manifests'));
+    for (const f of stored) assert.equal((JSON.parse(await readFile(path.join(nx.storagePath, 'manifests', f), 'utf8')) as Doc).manifests, undefined, `${f} is no index`);
   });
 });

@@ -27,6 +27,8 @@ const GRACE_S = 5;
 
 interface Pulled {
   digest: string;
+  /** The digest of the image's OCI manifest (issue 13: both variants are stored). */
+  oci: string;
   blobs: string[];
 }
 
@@ -35,22 +37,20 @@ async function pull(nx: NixeryInstance, name: string): Promise<Pulled> {
   const res = await fetch(`${nx.url}/v2/${name}/manifests/latest`, { headers: { Accept: MANIFEST_ACCEPT } });
   assert.equal(res.status, 200, `${name}: ${await res.clone().text()}`);
   const m = (await res.json()) as { config: { digest: string }; layers: { digest: string }[] };
-  return { digest: res.headers.get('docker-content-digest')!, blobs: [m.config.digest, ...m.layers.map((l) => l.digest)] };
+  const oci = await fetch(`${nx.url}/v2/${name}/manifests/latest`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  return { digest: res.headers.get('docker-content-digest')!, oci: oci.headers.get('docker-content-digest')!, blobs: [m.config.digest, ...m.layers.map((l) => l.digest)] };
 }
 
 /**
- * What goes with an image manifest, found as a client finds it: the image's
- * OCI variant (issue 13) and, for each variant, its SBOM artifact manifests
- * and their SPDX blobs (issue 14, the referrers API). Fetching them records
- * their pulls, as publishing did.
+ * The manifests that go with an image manifest besides itself, found as a
+ * client finds them: its OCI variant (issue 13) and, for each variant, its
+ * SBOM artifact manifests, with their SPDX blobs (issue 14, the referrers
+ * API). Fetching them records their pulls, as publishing did.
  */
 async function companions(nx: NixeryInstance, name: string, img: Pulled): Promise<{ manifests: string[]; blobs: string[] }> {
-  const oci = await fetch(`${nx.url}/v2/${name}/manifests/latest`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
-  await oci.arrayBuffer();
-  const variants = [...new Set([img.digest, oci.headers.get('docker-content-digest')!])];
-  const manifests = variants.filter((d) => d !== img.digest);
+  const manifests = [img.oci];
   const blobs = new Set<string>();
-  for (const v of variants) {
+  for (const v of [img.digest, img.oci]) {
     const index = (await (await fetch(`${nx.url}/v2/${name}/referrers/${v}`)).json()) as { manifests: { digest: string }[] };
     for (const d of index.manifests) {
       manifests.push(d.digest);
@@ -148,13 +148,14 @@ describe('storage collection: dry run, sweep, rebuild', () => {
     for (const k of gone) assert.ok(!after.has(k), `${k} is deleted`);
     for (const d of b.blobs) assert.ok(after.has(`layers/${hex(d)}`), `B's blob ${d} stays`);
     assert.ok(after.has(`manifests/${hex(b.digest)}`));
+    assert.ok(after.has(`manifests/${hex(b.oci)}`), 'B\'s OCI manifest stays: pulls by tag count for both variants');
     const freed = gone.reduce((n, k) => n + before.get(k)!, 0);
     assert.equal(real.report.bytes, freed);
     assert.equal(await metric(nx.url, 'nixery_gc_bytes_freed_total'), freed, 'bytes freed = sizes of the deleted objects');
     assert.equal(await metric(nx.url, 'nixery_gc_objects_deleted_total', { kind: 'blob' }), exclusiveA.size);
     assert.equal(await metric(nx.url, 'nixery_gc_objects_deleted_total', { kind: 'manifest' }), aManifests.length);
     for (const d of withB.manifests) assert.ok(after.has(`manifests/${hex(d)}`), `B's companion manifest ${d} stays`);
-    for (const d of [a.digest, withA.manifests[0]!]) {
+    for (const d of [a.digest, a.oci]) {
       const r = await fetch(`${nx.url}/v2/htop/referrers/${d}`);
       assert.deepEqual(((await r.json()) as { manifests: unknown[] }).manifests, [], 'a collected manifest has no referrers left');
     }

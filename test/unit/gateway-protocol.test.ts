@@ -146,6 +146,34 @@ describe('registry protocol, in process', () => {
     },
     { name: 'GET manifest by digest', path: () => `/v2/hello/manifests/${hello.digest}`, status: 200, body: (b) => assert.equal(b.toString(), hello.body) },
     {
+      name: 'GET manifest by tag with a strict OCI Accept: the OCI manifest of the same layer blobs (issue 13)',
+      path: () => '/v2/hello/manifests/latest',
+      headers: { Accept: MediaTypes.ociManifest },
+      status: 200,
+      expect: { 'content-type': MediaTypes.ociManifest },
+      body: (b) => {
+        const m = JSON.parse(b.toString());
+        assert.equal(m.mediaType, MediaTypes.ociManifest);
+        assert.equal(m.layers[0].mediaType, MediaTypes.ociLayer);
+        assert.equal(m.layers[0].digest, JSON.parse(hello.body).layers[0].digest);
+        assert.equal(m.config.digest, JSON.parse(hello.body).config.digest);
+      },
+    },
+    {
+      name: 'Docker refused with q=0 beside */*: the OCI manifest; its digest is its own',
+      path: () => '/v2/hello/manifests/latest',
+      headers: { Accept: `*/*, ${MediaTypes.dockerManifest};q=0` },
+      status: 200,
+      expect: { 'content-type': MediaTypes.ociManifest, 'docker-content-digest': /^sha256:/ },
+      body: (b) => assert.notEqual(sha256Digest(b), hello.digest),
+    },
+    {
+      name: 'no Accept: Docker schema 2 (Nixery-compatible)',
+      path: () => '/v2/hello/manifests/latest',
+      status: 200,
+      expect: { 'content-type': MediaTypes.dockerManifest, 'docker-content-digest': () => hello.digest },
+    },
+    {
       name: 'GET manifest by digest from storage only: the media type it names itself',
       path: () => `/v2/anything/manifests/${stored.digest}`,
       status: 200,
