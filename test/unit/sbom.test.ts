@@ -12,7 +12,8 @@ import { planCollection } from '../../libs/shared/src/collect/plan';
 import { manifestReferences } from '../../libs/shared/src/collect/references';
 import { type Digest, sha256Digest } from '../../libs/shared/src/core/digest';
 import type { ClosureGraph } from '../../libs/shared/src/core/graph';
-import { ArtifactMediaTypes, buildArtifactManifest, emptyDescriptor, parseReferrersIndex, referrersIndex } from '../../libs/shared/src/protocol';
+import { MediaTypes } from '../../libs/shared/src/core/media-types';
+import { buildArtifactManifest, emptyDescriptor, parseReferrersIndex, referrersIndex } from '../../libs/shared/src/protocol';
 import { SBOM_CREATED, SPDX_MEDIA_TYPE, buildSpdxDocument, decodeNixBase32, narHashHex, parseDrvName } from '../../libs/shared/src/sbom';
 import { SPDX_ID_RE, type SpdxView, spdxSchemaErrors, storePathOf } from '../helpers/spdx';
 
@@ -145,7 +146,7 @@ describe('artifact manifests and the referrers index', () => {
 
   it('is an OCI image manifest with the empty config, the SPDX blob as its layer and the image as its subject', () => {
     const m = JSON.parse(artifact.body);
-    assert.equal(m.mediaType, ArtifactMediaTypes.ociManifest);
+    assert.equal(m.mediaType, MediaTypes.ociManifest);
     assert.equal(m.artifactType, SPDX_MEDIA_TYPE);
     // The image spec's empty descriptor: the digest of `{}`.
     assert.equal(m.config.digest, 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a');
@@ -153,15 +154,15 @@ describe('artifact manifests and the referrers index', () => {
     assert.deepEqual(m.layers, [{ mediaType: SPDX_MEDIA_TYPE, digest: sbom.digest, size: sbom.size }]);
     assert.deepEqual(m.subject, subject);
     assert.equal(artifact.digest, sha256Digest(artifact.body));
-    assert.deepEqual(artifact.descriptor, { mediaType: ArtifactMediaTypes.ociManifest, digest: artifact.digest, size: artifact.size, artifactType: SPDX_MEDIA_TYPE, annotations: { a: 'b' } });
+    assert.deepEqual(artifact.descriptor, { mediaType: MediaTypes.ociManifest, digest: artifact.digest, size: artifact.size, artifactType: SPDX_MEDIA_TYPE, annotations: { a: 'b' } });
   });
 
   it('lists referrers, filters by artifactType, and reads back what it wrote', () => {
-    const other = { mediaType: ArtifactMediaTypes.ociManifest, digest: sha256Digest('sig'), size: 9, artifactType: 'application/vnd.example.signature' };
+    const other = { mediaType: MediaTypes.ociManifest, digest: sha256Digest('sig'), size: 9, artifactType: 'application/vnd.example.signature' };
     const all = referrersIndex([artifact.descriptor, other]);
     assert.equal(all.filtered, false);
     const doc = JSON.parse(all.body);
-    assert.equal(doc.mediaType, ArtifactMediaTypes.ociIndex);
+    assert.equal(doc.mediaType, MediaTypes.ociIndex);
     assert.equal(doc.schemaVersion, 2);
     assert.equal(doc.manifests.length, 2);
     const only = referrersIndex([artifact.descriptor, other], SPDX_MEDIA_TYPE);

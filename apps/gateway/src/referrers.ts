@@ -1,4 +1,4 @@
-import { ArtifactMediaTypes, type Digest, type Descriptor, RegistryError, type StorageDriver, parseReferrersIndex, readText, referrersIndex, referrersKey } from '@nixery/shared';
+import { type Digest, type Descriptor, MediaTypes, RegistryError, type StorageDriver, parseReferrersIndex, readText, referrersIndex, referrersKey } from '@nixery/shared';
 import type { Context } from 'koa';
 
 /**
@@ -22,6 +22,6 @@ export async function serveReferrers(ctx: Context, storage: StorageDriver, diges
   const index = referrersIndex(descriptors, artifactType);
   if (index.filtered) ctx.set('OCI-Filters-Applied', 'artifactType');
   ctx.status = 200;
-  ctx.set('Content-Type', ArtifactMediaTypes.ociIndex);
+  ctx.set('Content-Type', MediaTypes.ociIndex);
   ctx.body = Buffer.from(index.body);
 }

@@ -4,6 +4,7 @@ import type { ClosureGraph } from '../core/graph';
 import type { BuildJobData } from '../jobs';
 import { type ArtifactManifest, type Descriptor, ArtifactMediaTypes, EMPTY_BLOB, buildArtifactManifest, referrersIndex } from '../protocol';
 import { SBOM_CREATED, SPDX_MEDIA_TYPE, type SbomDocument, buildSpdxDocument } from '../sbom';
+import { MediaTypes } from '../core/media-types';
 import { blobKey, manifestKey, putStaged, referrersKey, type StorageDriver } from '../storage';
 
 /**
@@ -47,7 +48,7 @@ export async function publishSbom(storage: StorageDriver, sbom: SbomDocument, su
     const artifact = sbomArtifact(sbom, subject);
     await putStaged(storage, Readable.from([Buffer.from(artifact.body)]), manifestKey, artifact.mediaType);
     const index = referrersIndex([artifact.descriptor]);
-    await putStaged(storage, Readable.from([Buffer.from(index.body)]), () => referrersKey(subject.digest), ArtifactMediaTypes.ociIndex);
+    await putStaged(storage, Readable.from([Buffer.from(index.body)]), () => referrersKey(subject.digest), MediaTypes.ociIndex);
     artifacts.push(artifact);
   }
   return artifacts;

@@ -1,4 +1,5 @@
 import { type Digest, parseDigest, sha256Digest } from '../core/digest';
+import { MediaTypes } from '../core/media-types';
 
 /**
  * Artifacts and the referrers API (OCI distribution spec 1.1, image spec
@@ -8,8 +9,6 @@ import { type Digest, parseDigest, sha256Digest } from '../core/digest';
  * lists the artifacts whose subject is that digest as an OCI image index.
  */
 export const ArtifactMediaTypes = {
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
   /** The empty descriptor's media type: an artifact without a config. */
   empty: 'application/vnd.oci.empty.v1+json',
 } as const;
@@ -54,7 +53,7 @@ export function buildArtifactManifest(inp: { artifactType: string; blob: Descrip
   const annotations = inp.annotations && Object.keys(inp.annotations).length ? inp.annotations : undefined;
   const manifest = {
     schemaVersion: 2,
-    mediaType: ArtifactMediaTypes.ociManifest,
+    mediaType: MediaTypes.ociManifest,
     artifactType: inp.artifactType,
     config: emptyDescriptor(),
     layers: [{ mediaType: inp.blob.mediaType, digest: inp.blob.digest, size: inp.blob.size }],
@@ -68,8 +67,8 @@ export function buildArtifactManifest(inp: { artifactType: string; blob: Descrip
     body,
     digest,
     size,
-    mediaType: ArtifactMediaTypes.ociManifest,
-    descriptor: { mediaType: ArtifactMediaTypes.ociManifest, digest, size, artifactType: inp.artifactType, ...(annotations ? { annotations } : {}) },
+    mediaType: MediaTypes.ociManifest,
+    descriptor: { mediaType: MediaTypes.ociManifest, digest, size, artifactType: inp.artifactType, ...(annotations ? { annotations } : {}) },
   };
 }
 
@@ -82,7 +81,7 @@ export function buildArtifactManifest(inp: { artifactType: string; blob: Descrip
 export function referrersIndex(descriptors: readonly Descriptor[], artifactType?: string): { body: string; filtered: boolean } {
   const chosen = artifactType === undefined ? descriptors : descriptors.filter((d) => d.artifactType === artifactType);
   const manifests = [...new Map(chosen.map((d) => [d.digest, d])).values()].sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
-  return { body: JSON.stringify({ schemaVersion: 2, mediaType: ArtifactMediaTypes.ociIndex, manifests }), filtered: artifactType !== undefined };
+  return { body: JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests }), filtered: artifactType !== undefined };
 }
 
 /** The descriptors of a stored referrers index; null when the text is not one. */
