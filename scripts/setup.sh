@@ -48,3 +48,10 @@ done
 
 # Build (incremental).
 npx --no-install tsc -b tsconfig.json
+
+# aarch64-linux images on this x86-64 machine (issue 13): the arm64 package
+# tree and qemu user emulation, only when an arm64 platform is asked for (or
+# for the tests), so a plain first `npm start` downloads nothing for it.
+if (( want_test )) || [[ "${NIXERY_PLATFORMS:-}" == *arm64* || "${NIXERY_WORKER_SYSTEMS:-}" == *aarch64* ]]; then
+  bash scripts/setup-arm64.sh
+fi

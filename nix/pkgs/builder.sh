@@ -7,6 +7,11 @@
 #    else copied into $out/lib; then every ELF file gets the rpath
 #    "$out/lib:<used deps>/lib" and executables the interpreter of $glibc.
 #    The store paths in the rpath are what Nix sees as references.
+#
+# The system's Debian tree (lib.nix) sets $loader (the interpreter's name),
+# $listLoader (the loader that lists what an ELF file needs, run with --list)
+# and $libraryPath (where that loader looks first; empty on the host). For
+# aarch64-linux the builder, the loader and the programs run under qemu.
 set -eu
 # busybox sh runs its own applets (cp, find, awk, ...) first; patchelf comes from the host.
 export PATH=/usr/bin:/bin
@@ -32,7 +37,7 @@ if [ -z "${noPatch:-}" ]; then
   # soname + host path of every library needed by any ELF file (transitively).
   : > "$tmp/needed"
   while IFS= read -r f; do
-    /lib64/ld-linux-x86-64.so.2 --list "$f" 2>/dev/null |
+    "$listLoader" ${libraryPath:+--library-path "$libraryPath"} --list "$f" 2>/dev/null |
       awk -v f="$f" '$2 == "=>" && $3 == "not" { print "warning: " f " needs " $1 ", not found" > "/dev/stderr"; next }
                      $2 == "=>" && substr($3, 1, 1) == "/" { print $1, $3 }' >> "$tmp/needed" || true
   done < "$tmp/elfs"
@@ -40,7 +45,7 @@ if [ -z "${noPatch:-}" ]; then
 
   : > "$tmp/used"
   while read -r soname path; do
-    case "$soname" in ld-linux*|linux-vdso*) continue ;; esac
+    case "$soname" in ld-linux*|*/ld-linux*|linux-vdso*) continue ;; esac
     provider=""
     for d in $libDeps; do
       if [ -e "$d/lib/$soname" ]; then provider=$d; break; fi
@@ -64,7 +69,7 @@ if [ -z "${noPatch:-}" ]; then
 
   while IFS= read -r f; do
     if patchelf --print-interpreter "$f" >/dev/null 2>&1; then
-      patchelf --set-interpreter "$glibc/lib/ld-linux-x86-64.so.2" "$f"
+      patchelf --set-interpreter "$glibc/lib/$loader" "$f"
     fi
     if [ -n "$rpath" ]; then
       patchelf --set-rpath "$rpath" "$f"

@@ -10,9 +10,16 @@
 # Attributes: hello bashInteractive (and bash) coreutils moreutils nano cacert
 # iana-etc curl git gitMinimal jq openssl python3 htop busybox glibc zlib
 # ncurses xorg.xev _7zz slow.
+#
+# For system aarch64-linux the same attributes come from Debian's arm64
+# packages (scripts/setup-arm64.sh unpacks them; lib.nix names the tree), built
+# by that tree's busybox under qemu user emulation. Host paths below are
+# written "${root}/..." where the files depend on the architecture (root is ""
+# on the host), and left as they are for arch-independent data.
 { system ? builtins.currentSystem }:
 let
   lib = import ./lib.nix { inherit system; };
+  inherit (lib.debian) root triplet debArch loader;
 
   # A Debian-derived package linked against glibc (always) and `libDeps`.
   mk = args@{ libDeps ? [ ], ... }:
@@ -37,9 +44,9 @@ let
     noPatch = true;
     install = ''
       mkdir -p "$out/lib"
-      grep -E '^(/usr)?/lib/x86_64-linux-gnu/[^/]+\.so[^/]*$' /var/lib/dpkg/info/libc6:amd64.list |
-        while read -r f; do cp -L "$f" "$out/lib/"; done
-      test -e "$out/lib/ld-linux-x86-64.so.2"
+      grep -E '^(/usr)?/lib/${triplet}/[^/]+\.so[^/]*$' ${root}/var/lib/dpkg/info/libc6:${debArch}.list |
+        while read -r f; do cp -L "${root}$f" "$out/lib/"; done
+      test -e "$out/lib/${loader}"
     '';
   };
 
@@ -48,7 +55,7 @@ let
     deb = "zlib1g";
     install = ''
       mkdir -p "$out/lib"
-      cp -L /lib/x86_64-linux-gnu/libz.so.1 "$out/lib/"
+      cp -L ${root}/lib/${triplet}/libz.so.1 "$out/lib/"
     '';
   };
 
@@ -57,8 +64,8 @@ let
     deb = "libssl3";
     install = ''
       mkdir -p "$out/lib" "$out/bin"
-      cp -L /usr/lib/x86_64-linux-gnu/libssl.so.3 /usr/lib/x86_64-linux-gnu/libcrypto.so.3 "$out/lib/"
-      cp -L /usr/bin/openssl "$out/bin/"
+      cp -L ${root}/usr/lib/${triplet}/libssl.so.3 ${root}/usr/lib/${triplet}/libcrypto.so.3 "$out/lib/"
+      cp -L ${root}/usr/bin/openssl "$out/bin/"
     '';
   };
 
@@ -68,7 +75,7 @@ let
     install = ''
       mkdir -p "$out/lib" "$out/share"
       for l in libncursesw.so.6 libtinfo.so.6 libncurses.so.6 libformw.so.6 libmenuw.so.6 libpanelw.so.6; do
-        cp -L "/lib/x86_64-linux-gnu/$l" "$out/lib/"
+        cp -L "${root}/lib/${triplet}/$l" "$out/lib/"
       done
       cp -rL /lib/terminfo "$out/share/terminfo"
     '';
@@ -79,7 +86,7 @@ let
     deb = "bash";
     libDeps = [ ncurses ];
     install = ''
-      ${copyBins [ "/bin/bash" ]}
+      ${copyBins [ "${root}/bin/bash" ]}
       ln -s bash "$out/bin/sh"
     '';
   };
@@ -90,15 +97,15 @@ let
 
     hello = mk {
       pname = "hello";
-      install = copyBins [ "/usr/bin/hello" ];
+      install = copyBins [ "${root}/usr/bin/hello" ];
     };
 
     coreutils = mk {
       pname = "coreutils";
       install = ''
         mkdir -p "$out/bin"
-        grep -E '/s?bin/[^/]+$' /var/lib/dpkg/info/coreutils.list | while read -r f; do
-          if [ -L "$f" ]; then ln -s "$(readlink "$f")" "$out/bin/$(basename "$f")"; else cp "$f" "$out/bin/"; fi
+        grep -E '/s?bin/[^/]+$' ${root}/var/lib/dpkg/info/coreutils.list | while read -r f; do
+          if [ -L "${root}$f" ]; then ln -s "$(readlink "${root}$f")" "$out/bin/$(basename "$f")"; else cp "${root}$f" "$out/bin/"; fi
         done
       '';
     };
@@ -107,8 +114,8 @@ let
       pname = "moreutils";
       install = ''
         mkdir -p "$out/bin"
-        grep -E '/s?bin/[^/]+$' /var/lib/dpkg/info/moreutils.list | while read -r f; do
-          if [ "$(dd if="$f" bs=4 count=1 2>/dev/null | tail -c 3)" = ELF ]; then cp "$f" "$out/bin/"; fi
+        grep -E '/s?bin/[^/]+$' ${root}/var/lib/dpkg/info/moreutils.list | while read -r f; do
+          if [ "$(dd if="${root}$f" bs=4 count=1 2>/dev/null | tail -c 3)" = ELF ]; then cp "${root}$f" "$out/bin/"; fi
         done
       '';
     };
@@ -116,40 +123,40 @@ let
     nano = mk {
       pname = "nano";
       libDeps = [ ncurses ];
-      install = copyBins [ "/bin/nano" ];
+      install = copyBins [ "${root}/bin/nano" ];
     };
 
     htop = mk {
       pname = "htop";
       libDeps = [ ncurses ];
-      install = copyBins [ "/usr/bin/htop" ];
+      install = copyBins [ "${root}/usr/bin/htop" ];
     };
 
     jq = mk {
       pname = "jq";
-      install = copyBins [ "/usr/bin/jq" ];
+      install = copyBins [ "${root}/usr/bin/jq" ];
     };
 
     curl = mk {
       pname = "curl";
       libDeps = [ zlib openssl ];
-      install = copyBins [ "/usr/bin/curl" ];
+      install = copyBins [ "${root}/usr/bin/curl" ];
     };
 
     git = mk {
       pname = "git";
       libDeps = [ zlib openssl pkgs.curl ];
       install = ''
-        ${copyBins [ "/usr/bin/git" ]}
+        ${copyBins [ "${root}/usr/bin/git" ]}
         mkdir -p "$out/libexec" "$out/share/git-core"
-        cp -RP /usr/lib/git-core "$out/libexec/git-core"
+        cp -RP ${root}/usr/lib/git-core "$out/libexec/git-core"
         rm "$out/libexec/git-core/git"
         ln -s ../../bin/git "$out/libexec/git-core/git"
         # programs that need perl, tcl or a web server are left out
         rm -f "$out/libexec/git-core/git-instaweb" "$out/libexec/git-core/git-http-backend" \
               "$out/libexec/git-core/git-daemon" "$out/libexec/git-core/git-http-push" \
               "$out/libexec/git-core/git-imap-send" "$out/libexec/git-core/git-add--interactive"
-        cp -r /usr/share/git-core/templates "$out/share/git-core/templates"
+        cp -r ${root}/usr/share/git-core/templates "$out/share/git-core/templates"
       '';
     };
 
@@ -157,7 +164,7 @@ let
       pname = "git-minimal";
       deb = "git";
       libDeps = [ zlib ];
-      install = copyBins [ "/usr/bin/git" ];
+      install = copyBins [ "${root}/usr/bin/git" ];
     };
 
     python3 = mk {
@@ -165,18 +172,18 @@ let
       deb = "python3.11-minimal";
       libDeps = [ zlib openssl ncurses ];
       install = ''
-        ${copyBins [ "/usr/bin/python3.11" ]}
+        ${copyBins [ "${root}/usr/bin/python3.11" ]}
         ln -s python3.11 "$out/bin/python3"
         ln -s python3 "$out/bin/python"
         # The standard library as Debian's two library packages ship it, and
         # nothing else a machine may have added to /usr/lib/python3.11 (dev
         # files, distutils, venv: other packages, other contents).
         for p in libpython3.11-minimal libpython3.11-stdlib; do
-          grep -E '^/usr/lib/python3\.11/' "/var/lib/dpkg/info/$p:amd64.list" |
-            grep -vE '^/usr/lib/python3\.11/(config-3\.11-x86_64-linux-gnu|idlelib|turtledemo|tkinter|ensurepip|lib2to3|pydoc_data)(/|$)' |
+          grep -E '^/usr/lib/python3\.11/' "${root}/var/lib/dpkg/info/$p:${debArch}.list" |
+            grep -vE '^/usr/lib/python3\.11/(config-3\.11-${triplet}|idlelib|turtledemo|tkinter|ensurepip|lib2to3|pydoc_data)(/|$)' |
             while IFS= read -r f; do
               d="$out/lib/''${f#/usr/lib/}"
-              if [ -d "$f" ] && [ ! -L "$f" ]; then mkdir -p "$d"; else mkdir -p "$(dirname "$d")"; cp -P "$f" "$d"; fi
+              if [ -d "${root}$f" ] && [ ! -L "${root}$f" ]; then mkdir -p "$d"; else mkdir -p "$(dirname "$d")"; cp -P "${root}$f" "$d"; fi
             done
         done
       '';
@@ -186,12 +193,13 @@ let
       pname = "busybox";
       deb = "busybox-static";
       noPatch = true;
-      install = copyBins [ "/bin/busybox" ];
+      install = copyBins [ "${root}/bin/busybox" ];
     };
 
     cacert = lib.mkDebPackage {
       pname = "nss-cacert";
       deb = "ca-certificates";
+      version = lib.hostDebVersion "ca-certificates";
       noPatch = true;
       install = ''
         mkdir -p "$out/etc/ssl/certs"
@@ -202,6 +210,7 @@ let
     iana-etc = lib.mkDebPackage {
       pname = "iana-etc";
       deb = "netbase";
+      version = lib.hostDebVersion "netbase";
       noPatch = true;
       install = ''
         mkdir -p "$out/etc"
@@ -235,13 +244,13 @@ let
       version = "1.0";
       inherit system;
       shell = bashInteractive;
-      builder = "/bin/busybox";
+      builder = lib.busybox;
       args = [ "sh" "-c" ''
         # slow-seconds: ${builtins.replaceStrings [ "\n" "\r" ] [ " " " " ] slowRaw}
-        /bin/busybox sleep ${slowSeconds}
-        /bin/busybox mkdir -p "$out/bin"
+        ${lib.busybox} sleep ${slowSeconds}
+        ${lib.busybox} mkdir -p "$out/bin"
         printf '#!%s/bin/sh\necho slow\n' "$shell" > "$out/bin/slow"
-        /bin/busybox chmod 555 "$out/bin/slow"
+        ${lib.busybox} chmod 555 "$out/bin/slow"
         :
       '' ];
     };

@@ -24,6 +24,7 @@ import { buildJobRunner } from './build-job';
 import { GracefulShutdown } from './shutdown';
 import { buildStatusRecorder } from './status-hooks';
 import { startWorkerStoreGc } from './store-gc';
+import { workerSystems } from './systems';
 
 /** A running build worker (one BullMQ worker per Nix system it builds). */
 export interface BuildWorker {
@@ -42,7 +43,7 @@ export type WorkerDeps = ProcessDeps & {
   liveness?: Liveness;
 };
 
-/** Starts build workers for every system in `config.workerSystems`. */
+/** Starts build workers for the systems of `config.workerSystems` this worker takes (see systems.ts). */
 export function startBuildWorker(deps: WorkerDeps): BuildWorker {
   const { config, redis, log, metrics } = deps;
   const keys = redisKeys(config.redisPrefix);
@@ -51,8 +52,10 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     ...(config.popularityUrl ? { seedUrl: config.popularityUrl } : {}),
     log,
   });
-  // Can Nix build here at all? Checked at start, and again while it cannot (issue 9).
-  const nixHealth = new NixHealthMonitor(() => checkNixBuilds(config.nix), {
+  // The systems this worker builds, and Nix with extra-platforms for the emulated ones (issue 13).
+  const { systems, nix } = workerSystems(config, log);
+  // Can Nix build here at all, for every system taken? Checked at start, and again while it cannot (issue 9).
+  const nixHealth = new NixHealthMonitor(() => checkNixBuilds(nix, { systems }), {
     recheckMs: NIX_RECHECK_MS,
     onResult: (h, previous) => {
       if (!h.ok) log.error({ cause: h.cause, hint: h.hint }, `Nix cannot build on this machine; pulls that need a build answer 503 until it can. Fix: ${h.hint}`);
@@ -68,7 +71,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
     build: {
       storage: deps.storage,
       layerCache: new LayerCache(redis, keys, config.layerLockTtlSeconds * 1000),
-      prepare: nixPreparation({ nixDir: config.nixDir, nix: config.nix, timeoutMs: config.nixTimeoutSeconds * 1000 }),
+      prepare: nixPreparation({ nixDir: config.nixDir, nix, timeoutMs: config.nixTimeoutSeconds * 1000 }),
       popularity: () => popularity.get(),
       layerBudget: config.layerBudget,
       packConcurrency: config.packConcurrency,
@@ -87,7 +90,7 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
   });
 
   const shutdown = new GracefulShutdown(log);
-  const workers = config.workerSystems.map(
+  const workers = systems.map(
     (system) =>
       new Worker<BuildJobData, BuildJobResult>(buildQueueName(system), shutdown.wrap(runBuildJob), {
         connection: deps.connect(),
@@ -117,8 +120,8 @@ export function startBuildWorker(deps: WorkerDeps): BuildWorker {
         : log.info({ removed: o.removed }, 'removed staging leftovers'),
   });
   // The Nix store stays bounded (issue 11): collected when its free space drops below NIXERY_NIX_MIN_FREE.
-  const storeGc = startWorkerStoreGc({ nix: config.nix, options: config.nixGc, metrics, log });
-  log.info({ systems: config.workerSystems, concurrency: config.workerConcurrency }, 'build worker started');
+  const storeGc = startWorkerStoreGc({ nix, options: config.nixGc, metrics, log });
+  log.info({ systems, concurrency: config.workerConcurrency }, 'build worker started');
   return {
     close: async () => {
       await shutdown.close(workers, config.workerGraceSeconds * 1000, redis);

@@ -136,6 +136,13 @@ export interface Config {
   defaultPlatform: NixSystem;
   /** Pull authentication (NIXERY_AUTH, NIXERY_HTPASSWD, NIXERY_ANONYMOUS, NIXERY_PROTECT_STATUS, NIXERY_TOKEN_*; issue 12; see config/auth.ts). */
   auth: AuthConfig;
+  /**
+   * Where `workerSystems` came from: NIXERY_WORKER_SYSTEMS (a worker then
+   * refuses, by its self-check, a system this machine cannot build), or
+   * NIXERY_PLATFORMS when that is unset (a worker then builds those of them
+   * this machine can build and logs the others) (issue 13).
+   */
+  workerSystemsFrom: 'NIXERY_WORKER_SYSTEMS' | 'NIXERY_PLATFORMS';
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
@@ -295,7 +302,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     storage = { backend: 'filesystem', path: path.resolve(e.STORAGE_PATH) };
   }
 
-  const systems = (e.NIXERY_WORKER_SYSTEMS ?? hostSystem()).split(',').map((s) => s.trim()).filter(Boolean);
+  const platformSettings = platformsConfig(e.NIXERY_PLATFORMS); // issue 13
+  const platforms = platformSettings.platforms;
+  const systems = e.NIXERY_WORKER_SYSTEMS !== undefined
+    ? e.NIXERY_WORKER_SYSTEMS.split(',').map((s) => s.trim()).filter(Boolean)
+    : [...platforms];
   for (const s of systems) {
     if (!(NIX_SYSTEMS as readonly string[]).includes(s)) throw new ConfigError(`unsupported system in NIXERY_WORKER_SYSTEMS: ${s}`);
   }
@@ -339,9 +350,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustedProxies: trustedProxies(e.NIXERY_TRUSTED_PROXIES), // issue 12
     ...(e.NIXERY_PUBLIC_URL ? { publicUrl: e.NIXERY_PUBLIC_URL.replace(/\/+$/, '') } : {}), // issue 12
     auth: authOrThrow(e), // issue 12
-    ...platformsConfig(e.NIXERY_PLATFORMS), // issue 13
+    ...platformSettings, // issue 13
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
+    workerSystemsFrom: e.NIXERY_WORKER_SYSTEMS !== undefined ? 'NIXERY_WORKER_SYSTEMS' : 'NIXERY_PLATFORMS', // issue 13
   };
 }
 

@@ -24,6 +24,16 @@ export {
 export { nixEnvironment, projectNixSettings, nixConfText, type NixInvocation, type NixSettingsInput } from './settings';
 export { checkNixBuilds, NixHealthMonitor, type NixHealth } from './self-check';
 export {
+  systemSupport,
+  withExtraPlatforms,
+  hostNixSystem,
+  selfCheckBuilder,
+  DEBIAN_ARM64_ROOT,
+  BINFMT_DIR,
+  type SystemSupport,
+  type PlatformPaths,
+} from './platforms';
+export {
   startStoreCollector,
   checkStoreSpace,
   collectStoreGarbage,

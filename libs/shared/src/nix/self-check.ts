@@ -12,6 +12,7 @@ import type { RunResult } from '../infra/run-command';
 import { runNix } from './command';
 import type { NixInvocation } from './settings';
 import { trimNixStderr } from './prepare';
+import { hostNixSystem, type PlatformPaths, selfCheckBuilder, systemSupport } from './platforms';
 
 /** The result of a self-check. */
 export type NixHealth =
@@ -19,13 +20,16 @@ export type NixHealth =
   /** `cause`: what failed (Nix's own words, trimmed); `hint`: how an operator fixes it. */
   | { ok: false; cause: string; hint: string; checkedAt: number };
 
-/** A derivation that needs nothing but a shell; the nonce makes every check a real build. */
-const SELF_CHECK_NIX = `{ nonce }: derivation {
-  name = "nixery-self-check";
-  system = builtins.currentSystem;
-  builder = "/bin/sh";
-  args = [ "-c" "echo \${nonce} > $out" ];
-}`;
+/**
+ * One derivation per system that needs nothing but a shell of that system
+ * (`checks`: JSON made by this module, never user text); the nonce makes
+ * every check a real build.
+ */
+const SELF_CHECK_NIX = `{ nonce, checks }: map (c: derivation {
+  name = "nixery-self-check-\${c.system}";
+  inherit (c) system builder;
+  args = c.args ++ [ "echo \${nonce} > $out" ];
+}) (builtins.fromJSON checks)`;
 
 /** How an operator fixes what `r` shows (Nix's wording read only to pick advice, never to decide control flow). */
 function hintFor(r: RunResult): string {
@@ -41,12 +45,27 @@ function hintFor(r: RunResult): string {
   return 'see the Nix error; the settings Nixery adds are in NIX_CONFIG (libs/shared/src/nix/settings.ts), NIXERY_NIX_OPTIONS and /etc/nix/nix.conf apply too';
 }
 
-/** Builds the trivial derivation with `nix`; never throws. */
-export async function checkNixBuilds(nix: NixInvocation, opts: { timeoutMs?: number; nixBuild?: string } = {}): Promise<NixHealth> {
+/**
+ * Builds the trivial derivation with `nix` for each of `opts.systems`
+ * (default: the host's); never throws. A system this machine cannot build
+ * (no emulation registered, issue 13) is refused before Nix runs, naming it.
+ */
+export async function checkNixBuilds(
+  nix: NixInvocation,
+  opts: { timeoutMs?: number; nixBuild?: string; systems?: readonly string[]; paths?: PlatformPaths } = {},
+): Promise<NixHealth> {
+  const systems = opts.systems?.length ? opts.systems : [opts.paths?.host ?? hostNixSystem()];
+  for (const system of systems) {
+    const support = systemSupport(system, opts.paths);
+    if (!support.ok) {
+      return { ok: false, cause: `this machine cannot build ${system}: ${support.reason}`, hint: `build ${system} elsewhere, or make this machine able to (${support.reason})`, checkedAt: Date.now() };
+    }
+  }
+  const checks = JSON.stringify(systems.map((system) => ({ system, ...selfCheckBuilder(system, opts.paths) })));
   const nonce = `${Date.now()}-${Math.random().toString(36).slice(2)}`;
   const r = await runNix(
     nix,
-    { program: opts.nixBuild ?? 'nix-build', head: ['--no-out-link'], rest: ['--expr', SELF_CHECK_NIX, '--argstr', 'nonce', nonce] },
+    { program: opts.nixBuild ?? 'nix-build', head: ['--no-out-link'], rest: ['--expr', SELF_CHECK_NIX, '--argstr', 'nonce', nonce, '--argstr', 'checks', checks] },
     { timeoutMs: opts.timeoutMs ?? 60_000 },
   );
   const checkedAt = Date.now();
