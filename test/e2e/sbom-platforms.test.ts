@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { systemSupport } from '../../libs/shared/src/nix';
+import { aarch64SkipReason } from '../helpers/aarch64';
 import { NIX_ENV } from '../helpers/nix-env';
 import { type NixeryInstance, startNixery } from '../helpers/nixery';
 import { type SpdxView, spdxSchemaErrors, storePathOf } from '../helpers/spdx';
@@ -29,13 +29,10 @@ async function get(nx: NixeryInstance, p: string, accept: string) {
 }
 
 describe('each platform of a multi-platform image has its own SBOM', { timeout: 2 * ARM_BUILD_S * 1000 }, () => {
-  const support = systemSupport('aarch64-linux');
-  // Only a kernel that refuses binfmt_misc is a reason to skip; a missing arm64 tree is a set-up bug.
-  const whyNot = !support.ok && /binfmt_misc/.test(support.reason) ? support.reason : null;
+  const whyNot = aarch64SkipReason();
   let nx: NixeryInstance;
   before(async () => {
-    if (whyNot) return;
-    nx = await startNixery({ NIXERY_PLATFORMS: 'linux/amd64,linux/arm64', NIX_TIMEOUT: String(ARM_BUILD_S), NIXERY_BUILD_WAIT: String(ARM_BUILD_S), NIXERY_POPCOUNT_SCHEDULE: 'off' });
+    if (!whyNot) nx = await startNixery({ NIXERY_PLATFORMS: 'linux/amd64,linux/arm64', NIX_TIMEOUT: `${ARM_BUILD_S}`, NIXERY_BUILD_WAIT: `${ARM_BUILD_S}`, NIXERY_POPCOUNT_SCHEDULE: 'off' });
   });
   after(async () => {
     await nx?.stop();
