@@ -7,10 +7,12 @@
  * platform whose build fails fails the index request (503) while the
  * default platform is still served to clients without index support.
  *
- * The package set is the bundled one plus two packages: `amdonly` exists
- * only for x86_64-linux, `armbroken` exists for both but its aarch64 build
- * fails. Neither needs an aarch64 build to succeed, so this runs with or
- * without emulation.
+ * The first two suites use the bundled set plus two packages: `amdonly`
+ * exists only for x86_64-linux, `armbroken` exists for both but its aarch64
+ * build fails; neither needs an aarch64 build to succeed. The last suite
+ * builds `shell/hello` for both systems (aarch64 through qemu, as
+ * test/e2e/aarch64.test.ts) and pulls it with `--platform linux/arm64`
+ * through the index with a Docker engine, containerd and skopeo.
  */
 import assert from 'node:assert/strict';
 import { readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
@@ -18,6 +20,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { skopeoCopyToOci, skopeoCopyToOciForArch, skopeoInspect, umociUnpack, verifyOciLayout } from '../helpers/clients';
 import { systemSupport } from '../../libs/shared/src/nix';
+import { startContainerd } from '../helpers/containerd';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
 import { type LogLine, type NixeryInstance, metric, readLogLines, startNixery } from '../helpers/nixery';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,6 +37,16 @@ const T = {
 };
 /** Seconds a cold aarch64 build may take (every builder runs under emulation). */
 const ARM_BUILD_S = 900;
+/**
+ * Why this machine cannot build aarch64 at all (its kernel refuses
+ * binfmt_misc), or null; anything else missing (the arm64 tree, qemu) is a
+ * set-up bug and fails the tests instead of skipping them.
+ */
+function noEmulation(): string | null {
+  const s = systemSupport('aarch64-linux');
+  return s.ok || !/binfmt_misc/.test(s.reason) ? null : s.reason;
+}
+
 /** What a Docker engine sends: both families, both lists. */
 const INDEX_ACCEPT = [T.dockerManifest, T.dockerList, T.ociManifest, T.ociIndex].join(', ');
 
@@ -273,18 +286,13 @@ describe('a configured platform with no worker (issue 13)', () => {
 });
 
 describe('a multi-platform image built on both systems, aarch64 under qemu (issue 13)', { timeout: 2 * ARM_BUILD_S * 1000 }, () => {
-  const support = systemSupport('aarch64-linux');
-  // Only a kernel that refuses binfmt_misc is a reason to skip (as test/e2e/aarch64.test.ts); a missing arm64 tree is a set-up bug.
-  const whyNot = !support.ok && /binfmt_misc/.test(support.reason) ? support.reason : null;
+  const whyNot = noEmulation();
   let nx: NixeryInstance;
+  // The bundled set and nothing but NIXERY_PLATFORMS: the embedded worker takes both systems.
   before(async () => {
-    if (whyNot) return;
-    // The bundled set and nothing but NIXERY_PLATFORMS: the embedded worker takes both systems.
-    nx = await startNixery({ NIXERY_PLATFORMS: 'linux/amd64,linux/arm64', NIX_TIMEOUT: String(ARM_BUILD_S), NIXERY_BUILD_WAIT: String(ARM_BUILD_S), NIXERY_POPCOUNT_SCHEDULE: 'off' });
+    if (!whyNot) nx = await startNixery({ NIXERY_PLATFORMS: 'linux/amd64,linux/arm64', NIX_TIMEOUT: String(ARM_BUILD_S), NIXERY_BUILD_WAIT: String(ARM_BUILD_S), NIXERY_POPCOUNT_SCHEDULE: 'off' });
   });
-  after(async () => {
-    await nx?.stop();
-  });
+  after(() => nx?.stop());
 
   let entries: Descriptor[] = [];
   it('an index Accept gets both platforms, each a manifest that exists, the arm64 one an arm64 image; by digest too, GET = HEAD', { timeout: ARM_BUILD_S * 1000 }, async (t) => {
@@ -348,13 +356,27 @@ describe('a multi-platform image built on both systems, aarch64 under qemu (issu
       const pull = await d.docker(['pull', '--platform', 'linux/arm64', ref], { timeoutMs: 600_000 });
       assert.equal(pull.code, 0, pull.stderr);
       assert.equal((await d.docker(['image', 'inspect', '--format', '{{.Architecture}}', ref])).stdout.trim(), 'arm64');
-      const run = await d.docker(['run', '--rm', '--network', 'none', '--platform', 'linux/arm64', ref, 'hello'], { timeoutMs: 120_000 });
+      // hello, then the machine the emulated container sees.
+      const run = await d.docker(['run', '--rm', '--network', 'none', '--platform', 'linux/arm64', ref, 'bash', '-c', 'hello && uname -m'], { timeoutMs: 120_000 });
       assert.equal(run.code, 0, run.stderr);
-      assert.equal(run.stdout.trim(), 'Hello, world!');
-      const uname = await d.docker(['run', '--rm', '--network', 'none', '--platform', 'linux/arm64', ref, 'uname', '-m'], { timeoutMs: 120_000 });
-      assert.equal(uname.stdout.trim(), 'aarch64');
+      assert.deepEqual(run.stdout.trim().split('\n'), ['Hello, world!', 'aarch64']);
     } finally {
       await d.stop();
+    }
+  });
+
+  it('containerd (ctr) pulls the index with --platform linux/arm64 and runs hello under qemu', { timeout: ARM_BUILD_S * 1000 }, async (t) => {
+    if (whyNot) return t.skip(whyNot);
+    const c = await startContainerd();
+    try {
+      const ref = `${nx.host}/shell/hello:latest`;
+      const pull = await c.ctr(['images', 'pull', '--plain-http', '--platform', 'linux/arm64', ref], { timeoutMs: 600_000 });
+      assert.equal(pull.code, 0, pull.stderr);
+      const run = await c.ctr(['run', '--rm', '--platform', 'linux/arm64', ref, `arm-${process.pid}`, 'bash', '-c', 'hello && uname -m'], { timeoutMs: 120_000 });
+      assert.equal(run.code, 0, run.stderr);
+      assert.deepEqual(run.stdout.trim().split('\n'), ['Hello, world!', 'aarch64']);
+    } finally {
+      await c.stop();
     }
   });
 });
