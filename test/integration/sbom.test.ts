@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { skopeoInspect } from '../helpers/clients';
 import { NIX_ENV } from '../helpers/nix-env';
 import { MANIFEST_ACCEPT, type NixeryInstance, startNixery } from '../helpers/nixery';
 import { type SpdxView, SPDX_ID_RE, spdxSchemaErrors, storePathOf } from '../helpers/spdx';
@@ -77,6 +78,9 @@ describe('SBOMs through the referrers API', { timeout: 900_000 }, () => {
     assert.equal(artifact.layers.length, 1);
     assert.equal(artifact.layers[0].mediaType, SPDX);
     sbomDigest = artifact.layers[0].digest;
+
+    // A real registry client reads the artifact manifest by digest, byte for byte.
+    assert.deepEqual(await skopeoInspect(`${nx.host}/hello@${artifactDigest}`, { mode: 'raw' }), artifact);
 
     const blob = await get(`${nx.url}/v2/hello/blobs/${sbomDigest}`);
     assert.equal(blob.res.status, 200);
