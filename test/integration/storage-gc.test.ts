@@ -41,6 +41,26 @@ async function pull(nx: NixeryInstance, name: string): Promise<Pulled> {
   return { digest: res.headers.get('docker-content-digest')!, oci: oci.headers.get('docker-content-digest')!, blobs: [m.config.digest, ...m.layers.map((l) => l.digest)] };
 }
 
+/**
+ * The manifests that go with an image manifest besides itself, found as a
+ * client finds them: its OCI variant (issue 13) and, for each variant, its
+ * SBOM artifact manifests, with their SPDX blobs (issue 14, the referrers
+ * API). Fetching them records their pulls, as publishing did.
+ */
+async function companions(nx: NixeryInstance, name: string, img: Pulled): Promise<{ manifests: string[]; blobs: string[] }> {
+  const manifests = [img.oci];
+  const blobs = new Set<string>();
+  for (const v of [img.digest, img.oci]) {
+    const index = (await (await fetch(`${nx.url}/v2/${name}/referrers/${v}`)).json()) as { manifests: { digest: string }[] };
+    for (const d of index.manifests) {
+      manifests.push(d.digest);
+      const artifact = (await (await fetch(`${nx.url}/v2/${name}/manifests/${d.digest}`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { digest: string }[] };
+      for (const l of artifact.layers) blobs.add(l.digest);
+    }
+  }
+  return { manifests, blobs: [...blobs] };
+}
+
 /** Every blob of an image answers 200 with its bytes. */
 async function allBlobsFetchable(nx: NixeryInstance, name: string, img: Pulled): Promise<void> {
   for (const b of img.blobs) {
@@ -94,9 +114,14 @@ describe('storage collection: dry run, sweep, rebuild', () => {
 
   it('collects what only a stale image uses, keeps a recent one, and rebuilds the stale one on its next pull', { timeout: 600_000 }, async () => {
     const a = await pull(nx, 'htop');
+    const withA = await companions(nx, 'htop', a);
     const pulledA = Date.now();
     const b = await pull(nx, 'jq');
-    const exclusiveA = new Set(a.blobs.filter((d) => !b.blobs.includes(d)).map((d) => `layers/${hex(d)}`));
+    const withB = await companions(nx, 'jq', b);
+    assert.ok(withA.manifests.length >= 2 && withA.blobs.length === 1, 'A has an OCI variant and an SBOM for each variant');
+    const aManifests = [a.digest, ...withA.manifests].map((d) => `manifests/${hex(d)}`).sort();
+    const bBlobs = [...b.blobs, ...withB.blobs];
+    const exclusiveA = new Set([...a.blobs, ...withA.blobs].filter((d) => !bBlobs.includes(d)).map((d) => `layers/${hex(d)}`));
     assert.ok(exclusiveA.size >= 2, 'A has blobs of its own (its config and symlink layer at least)');
     assert.ok(a.blobs.some((d) => b.blobs.includes(d)), 'A and B share a blob (it must stay)');
 
@@ -109,7 +134,7 @@ describe('storage collection: dry run, sweep, rebuild', () => {
     const dry = await gcCommand(nx, true);
     assert.ok(dry.ok);
     assert.equal(dry.report.dryRun, true);
-    assert.deepEqual(dry.report.manifests.map((o) => o.key).sort(), [`manifests/${hex(a.digest)}`, `manifests/${hex(a.oci)}`].sort(), 'the dry run lists A\'s manifests (Docker and OCI)');
+    assert.deepEqual(dry.report.manifests.map((o) => o.key).sort(), aManifests, 'the dry run lists A\'s manifests (both variants and their SBOM artifacts)');
     assert.deepEqual(new Set(dry.report.blobs.map((o) => o.key)), exclusiveA, 'the dry run lists exactly the blobs only A uses');
     assert.deepEqual(await objects(nx.storagePath), before, 'a dry run deletes nothing');
     assert.equal(await metric(nx.url, 'nixery_gc_bytes_freed_total'), 0);
@@ -117,7 +142,7 @@ describe('storage collection: dry run, sweep, rebuild', () => {
     await pull(nx, 'jq');
     const real = await gcCommand(nx, false);
     assert.ok(real.ok);
-    const gone = [`manifests/${hex(a.digest)}`, `manifests/${hex(a.oci)}`, ...exclusiveA];
+    const gone = [...aManifests, ...exclusiveA];
     assert.deepEqual(new Set([...real.report.manifests, ...real.report.blobs].map((o) => o.key)), new Set(gone));
     const after = await objects(nx.storagePath);
     for (const k of gone) assert.ok(!after.has(k), `${k} is deleted`);
@@ -128,7 +153,12 @@ describe('storage collection: dry run, sweep, rebuild', () => {
     assert.equal(real.report.bytes, freed);
     assert.equal(await metric(nx.url, 'nixery_gc_bytes_freed_total'), freed, 'bytes freed = sizes of the deleted objects');
     assert.equal(await metric(nx.url, 'nixery_gc_objects_deleted_total', { kind: 'blob' }), exclusiveA.size);
-    assert.equal(await metric(nx.url, 'nixery_gc_objects_deleted_total', { kind: 'manifest' }), 2);
+    assert.equal(await metric(nx.url, 'nixery_gc_objects_deleted_total', { kind: 'manifest' }), aManifests.length);
+    for (const d of withB.manifests) assert.ok(after.has(`manifests/${hex(d)}`), `B's companion manifest ${d} stays`);
+    for (const d of [a.digest, a.oci]) {
+      const r = await fetch(`${nx.url}/v2/htop/referrers/${d}`);
+      assert.deepEqual(((await r.json()) as { manifests: unknown[] }).manifests, [], 'a collected manifest has no referrers left');
+    }
     assert.equal(await metric(nx.url, 'nixery_gc_runs_total', { outcome: 'dry_run' }), 1);
     assert.equal(await metric(nx.url, 'nixery_gc_runs_total', { outcome: 'collected' }), 1);
 

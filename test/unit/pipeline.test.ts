@@ -131,8 +131,9 @@ describe('pipeline without Nix', () => {
       built,
       5,
     );
-    // The config, then both manifests (Docker schema 2 and OCI, issue 13).
-    assert.deepEqual(order, ['storage:staging', 'storage:staging', 'storage:staging', 'status:true:4', 'cache']);
+    // The config, both manifests (Docker schema 2 and OCI, issue 13), then the SBOM: its blob, the empty
+    // config, and for each manifest an artifact manifest and its referrers index.
+    assert.deepEqual(order, [...Array(3 + 2 + 2 * 2).fill('storage:staging'), 'status:true:4', 'cache']);
     assert.deepEqual(cached.get('key-hello/bash'), published);
     assert.equal(published.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
     assert.equal(published.revision, 'rev-1');

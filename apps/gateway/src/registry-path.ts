@@ -6,13 +6,14 @@ export type RegistryRoute =
   | { kind: 'manifest'; name: string; reference: { tag: string } | { digest: Digest } }
   | { kind: 'blob'; name: string; digest: Digest }
   | { kind: 'tags'; name: string }
+  | { kind: 'referrers'; name: string; digest: Digest }
   | { kind: 'upload'; name: string };
 
-const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs|tags)\/(.*)$/;
+const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs|tags|referrers)\/(.*)$/;
 
 /**
  * Parses the path of a registry request. Throws RegistryError for malformed
- * names and blob digests (400) and manifest references that are neither a
+ * names and blob or referrers digests (400) and manifest references that are neither a
  * tag nor a digest (404 MANIFEST_UNKNOWN); returns null for paths that are not
  * registry routes at all.
  */
@@ -26,6 +27,11 @@ export function parseRegistryPath(path: string): RegistryRoute | null {
   if (section === 'tags') {
     if (rest !== 'list') return null;
     return { kind: 'tags', name };
+  }
+  if (section === 'referrers') {
+    const digest = parseDigest(rest);
+    if (!digest) throw new RegistryError('DIGEST_INVALID', 'digest must be sha256:<64 lowercase hex>');
+    return { kind: 'referrers', name, digest };
   }
   if (section === 'blobs') {
     if (rest === 'uploads' || rest.startsWith('uploads/')) return { kind: 'upload', name };

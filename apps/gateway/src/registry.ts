@@ -31,6 +31,7 @@ import type { Context } from 'koa';
 import type { Builds } from './build-client';
 import { clientKey } from './client-address';
 import { parseRange } from './range';
+import { serveReferrers } from './referrers';
 import { type RegistryRoute, parseRegistryPath } from './registry-path';
 import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
 
@@ -83,6 +84,9 @@ export async function handleRegistry(ctx: Context, deps: RegistryDeps): Promise<
       return true;
     case 'blob':
       await serveBlob(ctx, deps, route.digest);
+      return true;
+    case 'referrers':
+      await serveReferrers(ctx, deps.storage, route.digest);
       return true;
     case 'tags': {
       // Per the spec: lexical order, `n` and `last` pagination, a Link header to the next page.

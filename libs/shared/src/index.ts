@@ -12,6 +12,7 @@ export * from './popularity';
 export * from './protocol';
 export * from './records';
 export * from './runtime';
+export * from './sbom';
 export * from './sources';
 export * from './storage';
 export * from './tarball';

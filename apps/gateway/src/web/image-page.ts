@@ -34,7 +34,7 @@ export type ImageView =
   | { kind: 'invalid'; name: string; message: string }
   | { kind: 'unavailable'; spec: ImageSpec; message: string }
   | { kind: 'not_built'; spec: ImageSpec; revision: string }
-  | { kind: 'built'; spec: ImageSpec; digest: string; revision: string; builtAt: number | null; layers: LayerView[] };
+  | { kind: 'built'; spec: ImageSpec; digest: string; revision: string; builtAt: number | null; layers: LayerView[]; sbom: string | null };
 
 /** Looks an image up the way a pull would (same source pin, same build key), without building it. */
 export async function loadImageView(deps: ImagePageDeps, name: string, tag: string): Promise<ImageView> {
@@ -66,6 +66,7 @@ export async function loadImageView(deps: ImagePageDeps, name: string, tag: stri
     digest: manifest.digest,
     revision: manifest.revision || source.revision,
     builtAt: record?.builtAt ?? null,
+    sbom: record?.sbom ?? null,
     layers: layers.map((l, i) => {
       const others = users.get(l.digest) ?? { count: 0, images: [] };
       return {
@@ -79,6 +80,12 @@ export async function loadImageView(deps: ImagePageDeps, name: string, tag: stri
   };
 }
 
+/** Links to the image's SPDX SBOM (the blob) and to its referrers (the OCI referrers API). */
+function renderSbom(name: string, digest: string, sbom: string | null): SafeHtml {
+  if (!sbom) return html`<p class="muted">No SBOM recorded for this image.</p>`;
+  return html`<p>What is inside: <a class="sbom" href="/v2/${name}/blobs/${sbom}">SPDX SBOM</a> (from the Nix closure) ·
+<a class="referrers" href="/v2/${name}/referrers/${digest}">referrers</a></p>`;
+}
 
 function renderLayers(layers: LayerView[]): SafeHtml {
   const total = layers.reduce((n, l) => n + l.size, 0) || 1;
@@ -146,6 +153,7 @@ Pulling it builds it; then this page shows its layers.</p>
 revision <code>${v.revision}</code>${v.builtAt ? html` · built ${formatAgo(v.builtAt)}` : ''} · ${v.layers.length} layers, ${formatBytes(total)} compressed</p>
 <pre class="example">docker pull ${ref}
 docker pull ${host}/${v.spec.name}@${v.digest}</pre>
+${renderSbom(v.spec.name, v.digest, v.sbom)}
 <h2>Layers</h2>
 ${renderLayers(v.layers)}`,
   });

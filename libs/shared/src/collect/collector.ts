@@ -45,7 +45,7 @@
 import { type Digest, digestFromHex } from '../core/digest';
 import { mapLimit } from '../core/map-limit';
 import type { BuildStatusStore, ManifestCache, StorageUsage } from '../records';
-import { type ListPrefix, type StorageDriver, blobKey, manifestKey } from '../storage';
+import { type ListPrefix, type StorageDriver, blobKey, manifestKey, referrersKey } from '../storage';
 import { type ListedManifest, type ListedObject, planCollection } from './plan';
 import { manifestReferences } from './references';
 
@@ -163,6 +163,7 @@ export async function collectStorage(deps: CollectorDeps, opts: CollectOptions):
     await usage.announceCollected([...digests]);
     await mapLimit(claimed, limit, async (m) => {
       await storage.delete(manifestKey(m.digest));
+      await storage.delete(referrersKey(m.digest));
       await usage.release('manifest', m.digest, true);
       goneManifests.push(line(manifestKey(m.digest), m));
     });

@@ -40,7 +40,8 @@ export interface CollectionPlan {
 /**
  * The mark step, pure: a manifest is kept when it was pulled (or built)
  * within `keepMs`, written within `graceMs`, has no pull record at all, or
- * cannot be read; an image index that is kept keeps its manifests. A blob
+ * cannot be read; an image index that is kept keeps its manifests, and a
+ * kept manifest keeps the artifacts whose subject it is (its SBOM). A blob
  * is kept when a kept manifest refers to it or it was written within
  * `graceMs`. Everything else is in the plan.
  *
@@ -60,9 +61,15 @@ export function planCollection(inp: PlanInput): CollectionPlan {
     if (!m.refs || pulled === undefined || pulled >= keepAfter || m.updated >= graceAfter) kept.add(m.digest);
   }
   const byDigest = new Map(inp.manifests.map((m) => [m.digest as string, m]));
+  const referrers = new Map<string, string[]>();
+  for (const m of inp.manifests) {
+    const subject = m.refs?.subject;
+    if (subject) referrers.set(subject, [...(referrers.get(subject) ?? []), m.digest]);
+  }
   const pending = [...kept];
   while (pending.length > 0) {
-    for (const child of byDigest.get(pending.pop()!)?.refs?.manifests ?? []) {
+    const next = pending.pop()!;
+    for (const child of [...(byDigest.get(next)?.refs?.manifests ?? []), ...(referrers.get(next) ?? [])]) {
       if (!kept.has(child)) {
         kept.add(child);
         pending.push(child);

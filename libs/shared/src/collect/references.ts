@@ -6,6 +6,8 @@ export interface ManifestReferences {
   blobs: Digest[];
   /** Other manifests (the entries of an image index), kept with it. */
   manifests: Digest[];
+  /** The manifest an artifact (an SBOM) is about: it is kept while its subject is. */
+  subject?: Digest;
 }
 
 /** The digests of a list of descriptors, skipping what is not a valid digest. */
@@ -32,6 +34,7 @@ export function manifestReferences(body: string): ManifestReferences | null {
     return null;
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return null;
-  const m = doc as { config?: unknown; layers?: unknown; manifests?: unknown };
-  return { blobs: [...digestsOf(m.config ? [m.config] : []), ...digestsOf(m.layers)], manifests: digestsOf(m.manifests) };
+  const m = doc as { config?: unknown; layers?: unknown; manifests?: unknown; subject?: unknown };
+  const [subject] = digestsOf(m.subject ? [m.subject] : []);
+  return { blobs: [...digestsOf(m.config ? [m.config] : []), ...digestsOf(m.layers)], manifests: digestsOf(m.manifests), ...(subject ? { subject } : {}) };
 }

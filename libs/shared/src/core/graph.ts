@@ -6,6 +6,8 @@ export interface StorePathInfo {
   narSize: number;
   /** Store paths this one references (may include itself). */
   references: string[];
+  /** The NAR hash as Nix prints it (`sha256:<base32>`, or SRI in newer Nix); absent in fixtures that do not give one. */
+  narHash?: string;
 }
 
 /** The runtime closure of an image: the top-level package paths and every path they need. */

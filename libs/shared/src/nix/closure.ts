@@ -3,7 +3,7 @@ import { isStorePath } from '../core/store-path';
 
 /**
  * Parses the output of `nix path-info --json --recursive` into path infos
- * keyed by store path. Returns an error string when the text is not what Nix 2.x prints (an array
+ * keyed by store path, with their NAR hashes when Nix gives them. Returns an error string when the text is not what Nix 2.x prints (an array
  * of `{ path, narSize, references }`; newer Nix prints an object keyed by path,
  * which is accepted too).
  */
@@ -24,7 +24,7 @@ export function parsePathInfoJson(text: string): { paths: Record<string, StorePa
   }
   const paths: Record<string, StorePathInfo> = {};
   for (const [path, raw] of entries) {
-    const info = raw as { narSize?: unknown; references?: unknown; valid?: unknown } | null;
+    const info = raw as { narSize?: unknown; narHash?: unknown; references?: unknown; valid?: unknown } | null;
     if (!isStorePath(path) || info === null || typeof info !== 'object') {
       return { error: `nix path-info printed an unexpected entry for ${JSON.stringify(path)}` };
     }
@@ -34,7 +34,12 @@ export function parsePathInfoJson(text: string): { paths: Record<string, StorePa
     if (typeof info.narSize !== 'number' || !references.every(isStorePath)) {
       return { error: `nix path-info printed an unexpected entry for ${path}` };
     }
-    paths[path] = { path, narSize: info.narSize, references: [...references].sort() };
+    paths[path] = {
+      path,
+      narSize: info.narSize,
+      references: [...references].sort(),
+      ...(typeof info.narHash === 'string' ? { narHash: info.narHash } : {}),
+    };
   }
   return { paths };
 }

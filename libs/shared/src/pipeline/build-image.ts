@@ -10,8 +10,10 @@ import { resolvedKey } from '../jobs/build-key';
 import { groupLayers } from '../layering';
 import type { Preparation } from '../nix';
 import { buildImageDocuments, type ImageDocuments, type ManifestLayer, type PublishedImage } from '../protocol';
+import type { SbomDocument } from '../sbom';
 import { packStorePaths, packSymlinkLayer } from '../tarball';
 import { type LayerDeps, ensureLayer, layerKey } from './layers';
+import { imageSbom } from './sbom';
 
 /** Everything a build needs, passed in (no globals). */
 export interface BuildDeps extends LayerDeps {
@@ -52,6 +54,8 @@ export interface BuiltImage {
   layerBytes: number;
   /** The key of the resolved attributes (`resolvedKey`), which the image is published under too. */
   resolvedKey: string;
+  /** The SPDX SBOM of the image's closure, attached to its manifest by publishImage. */
+  sbom: SbomDocument;
 }
 
 /**
@@ -159,6 +163,7 @@ async function buildWithRoots(
       packedLayers,
       layerBytes: all.reduce((n, l) => n + l.size, 0),
       resolvedKey: resolved,
+      sbom: imageSbom(job, graph, prepared.packages),
     },
   };
 }

@@ -10,3 +10,4 @@ export * from './compose-index';
 export * from './layer-cache';
 export * from './layers';
 export * from './publish';
+export * from './sbom';

@@ -6,6 +6,7 @@ import { type PublishedImage, manifestVariants, publishedImage } from '../protoc
 import type { BuildStatusStore, ManifestCache, StorageUsage } from '../records';
 import { blobKey, manifestKey, putStaged, type StorageDriver } from '../storage';
 import type { BuiltImage } from './build-image';
+import { publishSbom, sbomArtifact } from './sbom';
 
 /** Where a built image is published. */
 export interface PublishDeps {
@@ -23,7 +24,10 @@ export interface PublishDeps {
  *    while the storage collector is deleting one of them: it is written
  *    again after), so the collector keeps what is published;
  * 1. storage: the image config as a blob and both manifests (Docker schema 2
- *    and OCI) under `manifests/<hex>`, so each can be fetched by its digest;
+ *    and OCI) under `manifests/<hex>`, so each can be fetched by its digest,
+ *    then the image's SBOM, attached to each of them (the SPDX blob, per
+ *    manifest an artifact manifest whose subject it is and its referrers
+ *    index: `publishSbom`);
  * 2. status: the build record and the image's layer facts for the web page
  *    (a failure here is logged, not fatal: the page is not the registry);
  * 3. cache: the manifest under its build key, its resolved key and its digest.
@@ -32,11 +36,15 @@ export interface PublishDeps {
  */
 export async function publishImage(deps: PublishDeps, job: BuildJobData, built: BuiltImage, durationMs: number): Promise<PublishedImage> {
   const { config, manifest } = built.documents;
-  await deps.usage?.use([config.digest, ...built.layers.map((l) => l.digest)], { pulled: manifest.digest });
-  await deps.usage?.use([], { pulled: built.documents.oci.digest });
-  await putStaged(deps.storage, Readable.from([Buffer.from(config.body)]), blobKey, MediaTypes.dockerConfig);
   const image = publishedImage(built.documents, job.source.revision);
+  const subjects = manifestVariants(image).map((v) => ({ mediaType: v.mediaType, digest: v.digest, size: v.size }));
+  await deps.usage?.use([config.digest, ...built.layers.map((l) => l.digest), built.sbom.digest], { pulled: manifest.digest });
+  await deps.usage?.use([], { pulled: built.documents.oci.digest });
+  // The SBOM artifacts count as pulled with their image, so the collector takes them with it, not one keep time later.
+  for (const s of subjects) await deps.usage?.use([], { pulled: sbomArtifact(built.sbom, s).digest });
+  await putStaged(deps.storage, Readable.from([Buffer.from(config.body)]), blobKey, MediaTypes.dockerConfig);
   await storeManifests(deps.storage, image);
+  await publishSbom(deps.storage, built.sbom, subjects);
   await deps.status
     .recordSuccess(
       {
@@ -53,6 +61,7 @@ export async function publishImage(deps: PublishDeps, job: BuildJobData, built: 
         finishedAt: Date.now(),
       },
       built.layers,
+      built.sbom.digest,
     )
     .catch((err: unknown) => deps.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not record build status'));
   await deps.manifests.put(job.buildKey, image, [built.resolvedKey]);

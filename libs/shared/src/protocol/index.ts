@@ -10,3 +10,4 @@ export * from './image-documents';
 export * from './image-spec';
 export * from './negotiation';
 export * from './platforms';
+export * from './referrers';

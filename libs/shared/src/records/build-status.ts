@@ -55,6 +55,8 @@ export interface FailureRecord {
 export interface ImageRecord {
   layers: ImageLayerInfo[];
   builtAt: number;
+  /** Digest of the image's SPDX SBOM blob (the image page links it); absent for images built before SBOMs. */
+  sbom?: string;
 }
 
 /** Options of the store; the defaults suit the web page. */
@@ -103,8 +105,8 @@ export class BuildStatusStore {
   }
 
   /** Records a successful build: the recent list, the image's layers, and which images use each layer. */
-  async recordSuccess(rec: BuildRecord, layers: ImageLayerInfo[]): Promise<void> {
-    const image: ImageRecord = { layers, builtAt: rec.finishedAt };
+  async recordSuccess(rec: BuildRecord, layers: ImageLayerInfo[], sbom?: string): Promise<void> {
+    const image: ImageRecord = { layers, builtAt: rec.finishedAt, ...(sbom ? { sbom } : {}) };
     const m = this.redis.multi();
     m.lpush(this.keys.statusRecent, JSON.stringify(rec));
     m.ltrim(this.keys.statusRecent, 0, this.limit - 1);

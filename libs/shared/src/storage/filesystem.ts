@@ -14,7 +14,7 @@ function isErrno(err: unknown, code: string): boolean {
 }
 
 /** The directories keys live in (see keys.ts). */
-const KEY_DIRS = ['staging', 'layers', 'manifests'] as const;
+const KEY_DIRS = ['staging', 'layers', 'manifests', 'referrers'] as const;
 /** A temporary file of `write`, beside its target. */
 const PARTIAL = /\.partial-[0-9a-f]+$/;
 

@@ -10,6 +10,7 @@ export * from './driver';
 export * from './filesystem';
 export * from './gcs';
 export * from './keys';
+export * from './read-all';
 export * from './s3';
 export * from './staged';
 export * from './sweep';
