@@ -20,6 +20,7 @@ import type { Context } from 'koa';
 import type { Builds } from './build-client';
 import { clientKey } from './client-address';
 import { parseRange } from './range';
+import type { PullRecord } from './request-log';
 import { type RegistryRoute, parseRegistryPath } from './registry-path';
 import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
 
@@ -98,12 +99,13 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
     }
     const source = await deps.resolver.resolve(image.tag);
     const key = buildKey(image, source);
-    // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
-    if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, buildKey: key, jobId: key });
     m = await deps.manifests.byBuildKey(key);
     if (m) {
       deps.metrics.manifestCacheHits.inc();
+      ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: false } satisfies PullRecord;
     } else {
+      // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
+      ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, buildKey: key, jobId: key });
       deps.metrics.manifestCacheMisses.inc();
       // Known not to exist for this source revision: the same 404 as its build gave, without Nix or a job.
       const unknown = await deps.negative?.unknownPackages(key);
@@ -112,6 +114,8 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
         throw new Failed({ kind: 'unknown_packages', packages: unknown });
       }
       deps.authorizeBuild?.(ctx, route.name);
+      const pull: PullRecord = { image: image.name, tag: image.tag, buildKey: key, cold: true };
+      ctx.state.pull = pull;
       const built = deps.builds.build({ buildKey: key, image, source }, { client: clientKey(ctx), gone: hangUp(ctx) }).catch((err: unknown) => {
         const kind = failureOf(err)?.kind;
         if (kind === 'rate_limited' || kind === 'queue_full') deps.metrics.admissionRefused.inc({ reason: kind });
@@ -119,11 +123,13 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       });
       m = await (deps.stopping ? untilAborted(built, deps.stopping, { kind: 'shutting_down' }) : built);
       deps.manifests.learn(key, m);
+      // The cold pull's line (request-log.ts) names the digest and the package-source revision it was built from.
+      pull.digest = m.digest;
+      pull.revision = m.revision;
     }
   }
   // Every manifest answer names the package-source revision it was built from
   // (also the image config's org.opencontainers.image.revision label).
-  ctx.state.log?.info({ digest: m.digest, revision: m.revision }, 'manifest');
   deps.pulls?.recordPull(m.digest);
   if (m.revision) ctx.set('Nixery-Revision', m.revision);
   const body = Buffer.from(m.body);
