@@ -16,12 +16,14 @@ function isErrno(err: unknown, code: string): boolean {
 /** The directories keys live in (see keys.ts). */
 const KEY_DIRS = ['staging', 'layers', 'manifests'] as const;
 /**
- * Bytes per read when serving a file (Node's default is 64 KiB): a layer of
- * hundreds of MB then goes out in a few hundred reads and socket writes
- * rather than thousands, which is most of the cost of serving it (issue 15).
- * With backpressure each open read holds at most about this much in memory.
+ * Bytes per read when serving a file (Node's default is 64 KiB): a layer
+ * then goes out in a quarter of the reads and socket writes (issue 15).
+ * Measured with 1 and 8 clients on 2 cores: 256 KiB served both about
+ * 1.5-2x faster than 64 KiB; 1 MiB and more were slower with 8 clients
+ * (each read allocates a fresh buffer, and 8 large ones stop fitting the
+ * caches). With backpressure each open read holds about this much in memory.
  */
-const READ_CHUNK = 1 << 20;
+const READ_CHUNK = 256 * 1024;
 /** A temporary file of `write`, beside its target. */
 const PARTIAL = /\.partial-[0-9a-f]+$/;
 
