@@ -30,8 +30,8 @@ import { MANIFEST_ACCEPT, REPO, metricValue, startNixery } from '../test/helpers
 import { makeScratchDir, removeScratchDir, runChecked, sleep } from '../test/helpers/proc';
 import { type WrkResult, median, residentMemory, sampleRss, wrk } from './lib';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const BIG = process.env.BENCH_IMAGE ?? 'shell/git/python3/curl/htop/jq/nano/moreutils';
 const SMALL = 'hello';
 const MB = 1e6;
