@@ -33,22 +33,15 @@ const WARM_KEY_CHARS = 16;
  * - Every request at debug level: `request` with status and ms.
  *
  * The request logger (`ctx.state.log`, a child with reqId, method, path) is
- * made only when something reads it, so a warm pull makes none.
+ * made for every request: making it lazily through a property getter on
+ * `ctx.state` was measured to halve warm req/s (V8 de-optimises the object).
  */
 export function requestLog(log: Logger, metrics: Metrics, warmEvery: number) {
   let warm = 0;
   const debug = () => log.isLevelEnabled('debug');
   return async (ctx: Context, next: Next): Promise<void> => {
     const start = process.hrtime.bigint();
-    let reqLog: Logger | undefined;
-    Object.defineProperty(ctx.state, 'log', {
-      get: () => (reqLog ??= log.child({ reqId: randomUUID().slice(0, 8), method: ctx.method, path: ctx.path.slice(0, 300) })),
-      set: (l: Logger) => {
-        reqLog = l;
-      },
-      enumerable: true,
-      configurable: true,
-    });
+    ctx.state.log = log.child({ reqId: randomUUID().slice(0, 8), method: ctx.method, path: ctx.path.slice(0, 300) });
     try {
       await next();
     } finally {

@@ -89,7 +89,9 @@ export function createFilesystemDriver(root: string): StorageDriver {
           return null;
         }
         // The open handle keeps the bytes readable even if the key is moved or deleted meanwhile.
-        const stream = fh.createReadStream(range ? { start: range.start, end: range.end, highWaterMark: READ_CHUNK } : { highWaterMark: READ_CHUNK });
+        // Each read allocates a buffer of highWaterMark bytes: a small object (a manifest) gets one of its own size.
+        const highWaterMark = Math.min(READ_CHUNK, Math.max(1, range ? range.end - range.start + 1 : st.size));
+        const stream = fh.createReadStream(range ? { start: range.start, end: range.end, highWaterMark } : { highWaterMark });
         return { stream, size: st.size };
       } catch (err) {
         await fh.close().catch(() => undefined);
