@@ -18,44 +18,16 @@ import path from 'node:path';
 import { startDistributionRegistry } from '../test/helpers/clients';
 import { MANIFEST_ACCEPT, REPO, startNixery } from '../test/helpers/nixery';
 import { runChecked } from '../test/helpers/proc';
+import { type WrkResult, median, wrk } from './lib';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const IMAGE = 'hello';
 
-interface WrkResult {
-  rps: number;
-  p50ms: number;
-  p99ms: number;
-  errors: number;
-}
-
-function toMs(v: string, unit: string): number {
-  const n = Number(v);
-  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n;
-}
-
-/** Runs wrk against `url` and reads requests/s, p50, p99 and non-2xx/socket errors from its report. */
-async function wrk(url: string): Promise<WrkResult> {
-  const out = (
-    await runChecked('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-H', `Accept: ${MANIFEST_ACCEPT}`, url], {
-      timeoutMs: (SECONDS + 30) * 1000,
-    })
-  ).stdout;
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const pct = (p: string) => {
-    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
-    return m ? toMs(m[1]!, m[2]!) : NaN;
-  };
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const errors = non2xx + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0);
-  if (!Number.isFinite(rps)) throw new Error(`cannot read wrk output:\n${out}`);
-  return { rps, p50ms: pct('50'), p99ms: pct('99'), errors };
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** Runs wrk against `url` the way this benchmark loads manifests. */
+const load = (url: string): Promise<WrkResult> =>
+  wrk(url, { connections: CONNECTIONS, seconds: SECONDS, threads: 2, headers: { Accept: MANIFEST_ACCEPT } });
 
 async function main(): Promise<void> {
   await mkdir(path.join(REPO, 'test-artifacts'), { recursive: true });
@@ -79,11 +51,11 @@ async function main(): Promise<void> {
       { name: 'nixery   digest', url: `${nx.url}/v2/${IMAGE}/manifests/${digest}` },
       { name: 'registry digest', url: `http://${reg.host}/v2/${IMAGE}/manifests/${digest}` },
     ];
-    for (const t of targets) await wrk(t.url).catch(() => undefined); // warm-up (JIT, caches)
+    for (const t of targets) await load(t.url).catch(() => undefined); // warm-up (JIT, caches)
     const results = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
     for (let r = 1; r <= ROUNDS; r++) {
       for (const t of targets) {
-        const res = await wrk(t.url);
+        const res = await load(t.url);
         results.get(t.name)!.push(res);
         console.log(`round ${r} ${t.name}: ${res.rps.toFixed(0)} req/s, p50 ${res.p50ms.toFixed(2)} ms, p99 ${res.p99ms.toFixed(2)} ms, errors ${res.errors}`);
       }

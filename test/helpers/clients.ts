@@ -311,6 +311,8 @@ export interface DistributionRegistry {
   readonly port: number;
   readonly dir: string;
   readonly logFile: string;
+  /** The registry process's pid (benchmarks read its memory; issue 15). */
+  readonly pid: number;
   /** Stops the registry and deletes its storage. Idempotent. */
   stop(): Promise<void>;
 }
@@ -375,6 +377,7 @@ export async function startDistributionRegistry(opts: DistributionRegistryOption
         port,
         dir,
         logFile,
+        pid: proc.pid,
         stop: () => {
           stopping ??= proc.stop().then(() => removeScratchDir(dir));
           return stopping;

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import {
   CLUSTER_STATS,
@@ -30,6 +29,7 @@ import { pathRedactor } from './redact';
 import { Waiters } from './waiters';
 import { appErrorHandler, errorMiddleware } from './error-middleware';
 import { type PlatformDeps, handleRegistry } from './registry';
+import { requestLog } from './request-log';
 import { adminDashboard } from './web/admin';
 import { registerWebRoutes } from './web/routes';
 import { RequestDrain } from './drain';
@@ -128,20 +128,7 @@ export function createGateway(deps: GatewayDeps, parts: GatewayParts = {}): Gate
   app.on('error', appErrorHandler(log));
   app.use(drain.middleware());
   app.use(clientAddress(config.trustedProxies));
-  app.use(async (ctx, next) => {
-    const start = process.hrtime.bigint();
-    const reqLog = log.child({ reqId: randomUUID().slice(0, 8), method: ctx.method, path: ctx.path.slice(0, 300) });
-    ctx.state.log = reqLog;
-    try {
-      await next();
-    } finally {
-      const route = (ctx.state.route as string | undefined) ?? (ctx.status === 404 ? 'other' : ctx.path.split('/')[1] || 'root');
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      metrics.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
-      metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
-      reqLog.debug({ status: ctx.status, ms: Math.round(seconds * 1000) }, 'request');
-    }
-  });
+  app.use(requestLog(log, metrics, config.logWarmEvery)); // issue 15: at most one short info line per request
   app.use(errorMiddleware(log, config.logRepeatSeconds * 1000, redact));
   // Pull authentication (issue 12): before the registry routes and the status pages; sets ctx.state.user.
   const auth = createPullAuth(config.auth, { redis, redisPrefix: config.redisPrefix, log, metrics, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) });

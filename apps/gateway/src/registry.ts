@@ -32,6 +32,7 @@ import type { Builds } from './build-client';
 import { clientKey } from './client-address';
 import { parseRange } from './range';
 import { serveReferrers } from './referrers';
+import type { PullRecord } from './request-log';
 import { type RegistryRoute, parseRegistryPath } from './registry-path';
 import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
 
@@ -139,7 +140,12 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
   }
   // Every manifest answer names the package-source revision it was built from
   // (also the image config's org.opencontainers.image.revision label).
-  ctx.state.log?.info({ digest: doc.digest, mediaType: doc.mediaType, revision: m.revision }, 'manifest');
+  // The cold pull's line (request-log.ts) names the digest served and the package-source revision it was built from.
+  const pull = ctx.state.pull as PullRecord | undefined;
+  if (pull?.cold) {
+    pull.digest = doc.digest;
+    pull.revision = m.revision;
+  }
   if (m.revision) ctx.set('Nixery-Revision', m.revision);
   const body = Buffer.from(doc.body);
   ctx.status = 200;
@@ -155,12 +161,16 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
  */
 async function imageFor(ctx: Context, deps: RegistryDeps, image: ImageSpec, source: ResolvedSource, log = true): Promise<PublishedImage> {
   const key = buildKey(image, source);
-  // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
-  if (log && ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, buildKey: key, jobId: key });
   const cached = await deps.manifests.byBuildKey(key);
   if (cached) {
     deps.metrics.manifestCacheHits.inc();
+    if (log) ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: false } satisfies PullRecord;
     return cached;
+  }
+  if (log) {
+    // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
+    if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, buildKey: key, jobId: key });
+    ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: true } satisfies PullRecord;
   }
   deps.metrics.manifestCacheMisses.inc();
   // Known not to exist for this source revision: the same 404 as its build gave, without Nix or a job.
@@ -189,12 +199,14 @@ async function imageFor(ctx: Context, deps: RegistryDeps, image: ImageSpec, sour
 async function indexFor(ctx: Context, deps: RegistryDeps, platforms: PlatformDeps, image: ImageSpec, source: ResolvedSource): Promise<PublishedImage> {
   const specs = platforms.systems.map((s) => withSystem(image, s));
   const key = indexKey(specs.map((s) => buildKey(s, source)));
-  if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, indexKey: key });
   const cached = await deps.manifests.byBuildKey(key);
   if (cached) {
     deps.metrics.manifestCacheHits.inc();
+    ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: false } satisfies PullRecord;
     return cached;
   }
+  if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, indexKey: key });
+  ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: true } satisfies PullRecord;
   const outcomes = await Promise.all(
     specs.map((spec) =>
       imageFor(ctx, deps, spec, source, false).then(

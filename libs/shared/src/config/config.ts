@@ -155,6 +155,12 @@ export interface Config {
   /** Log level (LOG_LEVEL, default info) and format (LOG_FORMAT json|pretty, default json). */
   logLevel: string;
   logFormat: 'json' | 'pretty';
+  /**
+   * One warm manifest pull in this many is logged at info level, in one short
+   * line (NIXERY_LOG_WARM_EVERY, default 1 = every one; 0 = none; issue 15).
+   * Cold pulls are always logged with their build key and job id.
+   */
+  logWarmEvery: number;
 }
 
 const bool = z
@@ -243,6 +249,7 @@ const EnvSchema = z.object({
   DOCKER_CONFIG: z.string().min(1).optional(), // issue 17: nixery push
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+  NIXERY_LOG_WARM_EVERY: int(1, 0), // issue 15
 });
 
 /** A configuration problem, reported before anything starts. */
@@ -387,6 +394,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logFormat: e.LOG_FORMAT,
     workerSystemsFrom: e.NIXERY_WORKER_SYSTEMS !== undefined ? 'NIXERY_WORKER_SYSTEMS' : 'NIXERY_PLATFORMS', // issue 13
     emulatedNixTimeoutSeconds: e.NIXERY_EMULATED_NIX_TIMEOUT, // issue 13
+    logWarmEvery: e.NIXERY_LOG_WARM_EVERY, // issue 15
   };
 }
 

@@ -15,6 +15,15 @@ function isErrno(err: unknown, code: string): boolean {
 
 /** The directories keys live in (see keys.ts). */
 const KEY_DIRS = ['staging', 'layers', 'manifests', 'referrers'] as const;
+/**
+ * Bytes per read when serving a file (Node's default is 64 KiB): a layer
+ * then goes out in a quarter of the reads and socket writes (issue 15).
+ * Measured with 1 and 8 clients on 2 cores: 256 KiB served both about
+ * 1.5-2x faster than 64 KiB; 1 MiB and more were slower with 8 clients
+ * (each read allocates a fresh buffer, and 8 large ones stop fitting the
+ * caches). With backpressure each open read holds about this much in memory.
+ */
+const READ_CHUNK = 256 * 1024;
 /** A temporary file of `write`, beside its target. */
 const PARTIAL = /\.partial-[0-9a-f]+$/;
 
@@ -80,7 +89,9 @@ export function createFilesystemDriver(root: string): StorageDriver {
           return null;
         }
         // The open handle keeps the bytes readable even if the key is moved or deleted meanwhile.
-        const stream = fh.createReadStream(range ? { start: range.start, end: range.end } : {});
+        // Each read allocates a buffer of highWaterMark bytes: a small object (a manifest) gets one of its own size.
+        const highWaterMark = Math.min(READ_CHUNK, Math.max(1, range ? range.end - range.start + 1 : st.size));
+        const stream = fh.createReadStream(range ? { start: range.start, end: range.end, highWaterMark } : { highWaterMark });
         return { stream, size: st.size };
       } catch (err) {
         await fh.close().catch(() => undefined);
