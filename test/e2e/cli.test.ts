@@ -12,6 +12,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildBundled, closureOf, serveStatic, type StaticServer } from '../helpers/binary-cache';
+import { aarch64SkipReason } from '../helpers/aarch64';
 import { umociUnpack, verifyOciLayout } from '../helpers/clients';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
 import { REPO, startNixery } from '../helpers/nixery';
@@ -83,6 +84,18 @@ describe('nixery build / nixery push', () => {
     assert.match(load.stdout, /hello:ci/);
     const ran = await docker.docker(['run', '--rm', '--network', 'none', 'hello:ci', 'hello'], { timeoutMs: 120_000 });
     assert.equal(ran.stdout.trim(), 'Hello, world!');
+  });
+
+  it('builds for linux/arm64 (qemu here): a Docker engine loads it and runs its aarch64 hello', { skip: aarch64SkipReason() ?? false }, async () => {
+    const out = path.join(scratch, 'hello-arm64.tar');
+    const r = await nixery(['build', 'hello', '--platform', 'linux/arm64', '--format', 'docker-archive', '-o', out, '--tag', 'arm64', '--popularity', popularityFile]);
+    assert.equal(r.code, 0, r.stderr);
+    const load = await docker.docker(['load', '-i', out], { timeoutMs: 300_000 });
+    assert.match(load.stdout, /hello:arm64/);
+    const arch = await docker.docker(['image', 'inspect', '--format', '{{.Architecture}}', 'hello:arm64']);
+    assert.equal(arch.stdout.trim(), 'arm64');
+    const ran = await docker.docker(['run', '--rm', '--network', 'none', '--platform', 'linux/arm64', 'hello:arm64', 'hello'], { timeoutMs: 300_000 });
+    assert.equal(ran.stdout.trim(), 'Hello, world!', ran.stderr);
   });
 
   it('gives the digest the registry serves for the same name, source and popularity table', async () => {
