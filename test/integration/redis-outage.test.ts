@@ -194,6 +194,8 @@ describe('REDIS_URL: an external redis-server killed and restarted on the same p
   let worker: LongProcess;
   let popcount: LongProcess;
   let workerPort: number;
+  /** A copy of the bundled set whose `slow` nobody has built: the build of slow/hello surely takes its seconds. */
+  let pkgs: PackageSetCopy;
 
   const startRedis = () =>
     startRedisServer(redisPort, path.join(scratch, 'redis'), { logName: 'outage-redis', appendonly: true });
@@ -218,10 +220,12 @@ describe('REDIS_URL: an external redis-server killed and restarted on the same p
     LOG_LEVEL: 'debug',
     NIXERY_BUILD_WAIT: String(BUILD_WAIT_S),
     NIXERY_WORKER_GRACE: String(GRACE_S),
+    ...pkgs.env,
   });
 
   before(async () => {
     scratch = await makeScratchDir('nixery-outage-');
+    pkgs = await copyPackageSet({ slowSeconds: 8 });
     await mkdir(path.join(scratch, 'redis'));
     await mkdir(path.join(scratch, 'storage'));
     redisPort = await freePort();
@@ -240,6 +244,7 @@ describe('REDIS_URL: an external redis-server killed and restarted on the same p
     await worker?.stop();
     await popcount?.stop();
     await redisProc?.stop();
+    await pkgs?.remove();
     if (scratch) await removeScratchDir(scratch);
   });
 
