@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { buildBundled, closureOf, serveStatic, type StaticServer } from '../helpers/binary-cache';
 import { aarch64SkipReason } from '../helpers/aarch64';
 import { umociUnpack, verifyOciLayout } from '../helpers/clients';
+import { copyPackageSet } from '../helpers/pkgset';
 import { type Dockerd, startDockerd } from '../helpers/dockerd';
 import { REPO, startNixery } from '../helpers/nixery';
 import { makeScratchDir, removeScratchDir, run, runChecked, waitFor } from '../helpers/proc';
@@ -88,13 +89,17 @@ describe('nixery build / nixery push', () => {
 
   it('builds for linux/arm64 (qemu here): a Docker engine loads it and runs its aarch64 hello', { skip: aarch64SkipReason() ?? false }, async () => {
     const out = path.join(scratch, 'hello-arm64.tar');
-    const r = await nixery(['build', 'hello', '--platform', 'linux/arm64', '--format', 'docker-archive', '-o', out, '--tag', 'arm64', '--popularity', popularityFile]);
+    // A `slow` nobody has built: Nix must really build an aarch64-linux derivation here (extra-platforms, qemu).
+    const pkgs = await copyPackageSet({ slowSeconds: 0 });
+    const r = await nixery(['build', 'hello/slow', '--platform', 'linux/arm64', '--format', 'docker-archive', '-o', out, '--tag', 'arm64', '--popularity', popularityFile], pkgs.env).finally(
+      () => pkgs.remove(),
+    );
     assert.equal(r.code, 0, r.stderr);
     const load = await docker.docker(['load', '-i', out], { timeoutMs: 300_000 });
-    assert.match(load.stdout, /hello:arm64/);
-    const arch = await docker.docker(['image', 'inspect', '--format', '{{.Architecture}}', 'hello:arm64']);
+    assert.match(load.stdout, /hello\/slow:arm64/);
+    const arch = await docker.docker(['image', 'inspect', '--format', '{{.Architecture}}', 'hello/slow:arm64']);
     assert.equal(arch.stdout.trim(), 'arm64');
-    const ran = await docker.docker(['run', '--rm', '--network', 'none', '--platform', 'linux/arm64', 'hello:arm64', 'hello'], { timeoutMs: 300_000 });
+    const ran = await docker.docker(['run', '--rm', '--network', 'none', '--platform', 'linux/arm64', 'hello/slow:arm64', 'hello'], { timeoutMs: 300_000 });
     assert.equal(ran.stdout.trim(), 'Hello, world!', ran.stderr);
   });
 

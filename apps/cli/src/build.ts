@@ -19,6 +19,8 @@ import {
   nixPreparation,
   parseImage,
   putStaged,
+  systemSupport,
+  withExtraPlatforms,
 } from '@nixery/shared';
 import { CliError, EXIT_USAGE } from './errors';
 import type { LocalImage } from './image';
@@ -41,7 +43,20 @@ export interface BuildRequest {
 }
 
 /** The parts of the configuration a local build uses (the registry's own variables). */
-export type BuildSettings = Pick<Config, 'source' | 'nixDir' | 'nix' | 'nixTimeoutSeconds' | 'layerBudget' | 'packConcurrency' | 'popcount'>;
+export type BuildSettings = Pick<Config, 'source' | 'nixDir' | 'nix' | 'nixTimeoutSeconds' | 'emulatedNixTimeoutSeconds' | 'layerBudget' | 'packConcurrency' | 'popcount'>;
+
+/**
+ * The Nix invocation and time limit for building `system` here, as a worker
+ * has them (issue 13): natively, or through qemu user emulation with Nix's
+ * `extra-platforms` and NIXERY_EMULATED_NIX_TIMEOUT; a system this machine
+ * cannot build is a plain error naming why.
+ */
+function nixForSystem(settings: BuildSettings, system: NixSystem): { nix: BuildSettings['nix']; timeoutSeconds: number } {
+  const support = systemSupport(system);
+  if (!support.ok) throw new CliError(`this machine cannot build ${system}: ${support.reason}`);
+  if (!support.emulated) return { nix: settings.nix, timeoutSeconds: settings.nixTimeoutSeconds };
+  return { nix: withExtraPlatforms(settings.nix, [system]), timeoutSeconds: settings.emulatedNixTimeoutSeconds };
+}
 
 /** The name parsed exactly as the registry parses it, then set to the asked platform. */
 export function imageSpecOf(req: Pick<BuildRequest, 'name' | 'tag' | 'platform'>): ImageSpec {
@@ -71,6 +86,7 @@ export async function buildLocalImage(
   io: { log: Logger; progress: Progress; signal: AbortSignal },
 ): Promise<LocalImage & { revision: string }> {
   const spec = imageSpecOf(req);
+  const { nix, timeoutSeconds } = nixForSystem(settings, spec.system);
   const resolver = new SourceResolver(settings.source, { ttlSeconds: 0, fallbackSeconds: 0, timeoutMs: 30_000, log: io.log, watchPaths: false });
   let job: BuildJobData;
   try {
@@ -89,8 +105,8 @@ export async function buildLocalImage(
       storage,
       layerCache: new MemoryLayerStore(),
       log: io.log,
-      prepare: nixPreparation({ nixDir: settings.nixDir, nix: settings.nix, timeoutMs: settings.nixTimeoutSeconds * 1000 }),
-      popularity: () => loadPopularity(req.popularity, { config: settings, source: job.source, system: spec.system, log: io.log, signal: io.signal }),
+      prepare: nixPreparation({ nixDir: settings.nixDir, nix, timeoutMs: timeoutSeconds * 1000 }),
+      popularity: () => loadPopularity(req.popularity, { config: { ...settings, nix }, source: job.source, system: spec.system, log: io.log, signal: io.signal }),
       layerBudget: settings.layerBudget,
       packConcurrency: settings.packConcurrency,
     },
@@ -103,7 +119,7 @@ export async function buildLocalImage(
   if (!outcome.ok) {
     // As the worker does: a Nix failure is blamed on the image only when Nix can build here at all.
     if (outcome.failure.kind === 'nix_failed') {
-      const health = await checkNixBuilds(settings.nix);
+      const health = await checkNixBuilds(nix, { systems: [spec.system] });
       if (!health.ok) throw new CliError(`Nix cannot build on this machine: ${health.cause}. Fix: ${health.hint}`);
     }
     throw new CliError(describeFailure(outcome.failure));
