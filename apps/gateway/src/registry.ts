@@ -14,6 +14,7 @@ import {
   withSystem,
   type ManifestLookup,
   MediaTypes,
+  type Logger,
   type Metrics,
   type NegativeCache,
   type PublishedImage,
@@ -27,6 +28,7 @@ import {
   parseImage,
   untilAborted,
 } from '@nixery/shared';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Context } from 'koa';
 import type { Builds } from './build-client';
 import { clientKey } from './client-address';
@@ -147,12 +149,24 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
     pull.revision = m.revision;
   }
   if (m.revision) ctx.set('Nixery-Revision', m.revision);
-  const body = Buffer.from(doc.body);
+  const body = bodyOf(doc);
   ctx.status = 200;
   ctx.set('Content-Type', doc.mediaType);
   ctx.set('Docker-Content-Digest', doc.digest);
   ctx.set('Etag', `"${doc.digest}"`);
   ctx.body = body;
+}
+
+/** Manifest bodies as bytes, made once per cached document (issue 15: a warm pull copies no string). */
+const bodies = new WeakMap<ManifestDocument, Buffer>();
+
+function bodyOf(doc: ManifestDocument): Buffer {
+  let body = bodies.get(doc);
+  if (!body) {
+    body = Buffer.from(doc.body);
+    bodies.set(doc, body);
+  }
+  return body;
 }
 
 /**
@@ -303,7 +317,23 @@ async function serveBlob(ctx: Context, deps: RegistryDeps, digest: Digest): Prom
   ctx.status = range ? 206 : 200;
   if (range) ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${obj.size}`);
   ctx.set('Content-Type', contentType);
+  ctx.length = length;
+  if (obj.sendTo) {
+    // Filesystem blobs go out without a stream, from reused buffers (issue 15): the headers are written
+    // here and Koa leaves the response alone. The request counts as in flight until its last byte.
+    ctx.respond = false;
+    ctx.res.writeHead(ctx.status, ctx.response.headers as OutgoingHttpHeaders);
+    try {
+      await obj.sendTo(ctx.res);
+      ctx.res.end();
+      deps.metrics.bytesServed.inc(length);
+    } catch (err) {
+      // The status line went out: a read that fails or a client that goes away can only cut the connection.
+      ctx.res.destroy();
+      (ctx.state.log as Logger | undefined)?.debug({ err: err instanceof Error ? err.message : String(err) }, 'blob not sent to the end');
+    }
+    return;
+  }
   obj.stream.on('end', () => deps.metrics.bytesServed.inc(length));
   ctx.body = obj.stream;
-  ctx.length = length;
 }

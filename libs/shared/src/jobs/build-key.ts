@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { BoundedMemo } from '../core/memo';
 import type { ImageSpec } from '../protocol/image-spec';
 import type { ResolvedSource } from '../sources/resolver';
 
@@ -8,6 +9,14 @@ import type { ResolvedSource } from '../sources/resolver';
  * keys mean the same image; the key is the BullMQ job id and the manifest cache key.
  */
 export function buildKey(image: ImageSpec, source: ResolvedSource): string {
+  // Length-prefixed identity; systems and package names hold no newline (image-spec.ts).
+  return keys.get(`${source.identity.length}:${source.identity}${image.system}\n${image.packages.join('\n')}`, () => hashBuildKey(image, source));
+}
+
+/** Every warm pull needs its build key (issue 15): one hash per distinct image and source. */
+const keys = new BoundedMemo<string, string>(4096);
+
+function hashBuildKey(image: ImageSpec, source: ResolvedSource): string {
   return createHash('sha256')
     .update(JSON.stringify({ v: 1, source: source.identity, system: image.system, packages: image.packages }))
     .digest('hex');

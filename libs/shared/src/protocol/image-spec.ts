@@ -3,6 +3,7 @@
  * name is a top-level package of the package set. Parsed here, at the edge,
  * into an `ImageSpec`; nothing downstream re-validates the text.
  */
+import { BoundedMemo } from '../core/memo';
 
 /** The Nix systems images can be built for. */
 export const NIX_SYSTEMS = ['x86_64-linux', 'aarch64-linux'] as const;
@@ -69,7 +70,17 @@ export function validateTag(tag: string): SpecError | null {
  * selects aarch64-linux; a `shell` component (first after the architecture)
  * expands to SHELL_PACKAGES. Order and duplicates do not change the result.
  */
-export function parseImage(name: string, tag: string): { ok: true; spec: ImageSpec } | { ok: false; error: SpecError } {
+export function parseImage(name: string, tag: string): ParsedImage {
+  // The length prefix keeps (name, tag) pairs apart whatever characters they hold.
+  return parsed.get(`${name.length}:${name}${tag}`, () => parseImageText(name, tag));
+}
+
+type ParsedImage = { ok: true; spec: ImageSpec } | { ok: false; error: SpecError };
+
+/** Warm pulls parse the same few names over and over (issue 15); the answers are immutable. */
+const parsed = new BoundedMemo<string, ParsedImage>(4096);
+
+function parseImageText(name: string, tag: string): ParsedImage {
   const nameErr = validateName(name);
   if (nameErr) return { ok: false, error: nameErr };
   const tagErr = validateTag(tag);

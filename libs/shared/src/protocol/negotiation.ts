@@ -15,6 +15,7 @@
  * Docker manifests, an OCI index OCI manifests).
  */
 import { MediaTypes } from '../core/media-types';
+import { BoundedMemo } from '../core/memo';
 
 /** What a manifest request gets: an index or a single manifest, of one family. */
 export interface ManifestChoice {
@@ -52,6 +53,15 @@ const CANDIDATES: ReadonlyArray<{ type: string; choice: ManifestChoice }> = [
 
 /** Picks the document for a request's `Accept` headers; `index`: whether this image has an index to offer. */
 export function negotiateManifest(headers: string | readonly string[] | undefined, opts: { index: boolean }): ManifestChoice {
+  // Node joins repeated Accept headers into one string; a list (handed in directly) is not memoised.
+  if (typeof headers === 'string' || headers === undefined) return choices.get(`${opts.index ? 'i' : 's'}${headers ?? ''}`, () => choose(headers, opts));
+  return choose(headers, opts);
+}
+
+/** Clients send a handful of distinct Accept headers (issue 15: no parsing on a warm pull). */
+const choices = new BoundedMemo<string, ManifestChoice>(512);
+
+function choose(headers: string | readonly string[] | undefined, opts: { index: boolean }): ManifestChoice {
   const accept = parseAccept(headers);
   let best: { q: number; choice: ManifestChoice } | null = null;
   for (const c of CANDIDATES) {

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /**
  * A storage key: a relative, slash-separated path made by this project from
@@ -35,6 +35,12 @@ export interface ObjectReader {
   stream: Readable;
   /** Total size of the whole object in bytes. */
   size: number;
+  /**
+   * Optional (the filesystem driver): writes the bytes to `dest` without a
+   * stream, reusing its buffers (issue 15), and does not end `dest`. Use
+   * either this or `stream`, not both.
+   */
+  sendTo?(dest: Writable): Promise<void>;
 }
 
 /**
