@@ -1,0 +1,37 @@
+/**
+ * BoundedMemo (issue 15: the warm path's memoised parsing and build keys):
+ * an answer is computed once per key, and memory stays bounded, dropping the
+ * least recently used key first.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { BoundedMemo } from '../../libs/shared/src/core/memo';
+import { parseImage } from '../../libs/shared/src/protocol/image-spec';
+
+describe('BoundedMemo', () => {
+  test('computes once per key, keeps at most max keys, drops the least recently used', () => {
+    const memo = new BoundedMemo<string, number>(2);
+    let calls = 0;
+    const get = (k: string) => memo.get(k, () => ++calls);
+    assert.equal(get('a'), 1);
+    assert.equal(get('a'), 1);
+    assert.equal(get('b'), 2);
+    get('a'); // a is now the most recently used
+    assert.equal(get('c'), 3); // drops b
+    assert.equal(memo.size, 2);
+    assert.equal(get('a'), 1);
+    assert.equal(get('b'), 4, 'b was dropped and is computed again');
+    assert.equal(calls, 4);
+  });
+
+  test('memoised image parsing keeps (name, tag) pairs apart', () => {
+    const a = parseImage('hello', 'latest');
+    assert.equal(parseImage('hello', 'latest'), a, 'the same answer object on a warm pull');
+    // Pairs whose concatenation is equal are different requests.
+    const x = parseImage('ab', 'c');
+    const y = parseImage('a', 'bc');
+    assert.ok(x.ok && y.ok);
+    assert.deepEqual([x.spec.name, x.spec.tag], ['ab', 'c']);
+    assert.deepEqual([y.spec.name, y.spec.tag], ['a', 'bc']);
+  });
+});
