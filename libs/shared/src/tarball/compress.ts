@@ -56,6 +56,8 @@ export interface CompressOptions {
 }
 
 const gzipAsync = promisify(gzip);
+/** Output bytes beyond the input a member may need: gzip header and trailer, deflate block overhead. */
+const MEMBER_SLACK = 64 * 1024;
 
 /**
  * Gzips `tar` as concatenated gzip members while hashing its uncompressed
@@ -96,7 +98,9 @@ async function* gzipMembers(
   let total = 0;
   const pending: Promise<Buffer>[] = [];
   const start = (piece: Buffer): void => {
-    const member = gzipAsync(piece, { level });
+    // One output buffer that holds the whole member (deflate grows incompressible bytes by well under 1%):
+    // the member is compressed in one thread-pool task instead of one per 16 KiB of output (issue 15).
+    const member = gzipAsync(piece, { level, chunkSize: piece.length + MEMBER_SLACK });
     member.catch(() => undefined); // awaited in order below; never an unhandled rejection
     pending.push(member);
   };
