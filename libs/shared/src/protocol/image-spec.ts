@@ -101,6 +101,7 @@ function parseImageText(name: string, tag: string): ParsedImage {
 
 /** The same image for another system (a platform of a multi-platform image, issue 13). */
 export function withSystem(spec: ImageSpec, system: NixSystem): ImageSpec {
+  if (spec.system === system) return spec; // the same request: no copy on a warm pull
   return { ...spec, system, architecture: architectureOf(system) };
 }
 
