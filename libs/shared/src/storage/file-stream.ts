@@ -61,13 +61,8 @@ export class FileRangeStream extends Readable {
     const len = Math.min(this.chunk, this.end - this.pos);
     const at = this.pos;
     this.pos += len;
-    const p = new Promise<Buffer>((resolve, reject) => {
-      read(this.fd, Buffer.allocUnsafe(len), 0, len, at, (err, n, buf) => {
-        if (err) reject(err);
-        else if (n < len) reject(new Error(`file ended early: ${n} of ${len} bytes at offset ${at}`));
-        else resolve(buf);
-      });
-    });
+    const buf = Buffer.allocUnsafe(len);
+    const p = readAt(this.fd, buf, len, at).then(() => buf);
     this.inFlight = p.catch(() => undefined);
     return p;
   }
@@ -129,7 +124,6 @@ export async function sendFileRange(fd: number, start: number, end: number, dest
     await writing;
   } finally {
     dest.off('close', onClose);
-    await writing.catch(() => undefined);
     // A buffer whose write did not complete may still be referenced by the socket: not reused.
     if (await writing.then(() => true, () => false)) for (const b of held) giveBack(b);
     await new Promise<void>((resolve) => close(fd, () => resolve()));
