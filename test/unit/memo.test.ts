@@ -1,7 +1,7 @@
 /**
  * BoundedMemo (issue 15: the warm path's memoised parsing and build keys):
- * an answer is computed once per key, and memory stays bounded, dropping the
- * least recently used key first.
+ * an answer is computed once per key, and memory stays bounded: two
+ * generations, a hit in the old one moves the key up.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -9,7 +9,7 @@ import { BoundedMemo } from '../../libs/shared/src/core/memo';
 import { parseImage } from '../../libs/shared/src/protocol/image-spec';
 
 describe('BoundedMemo', () => {
-  test('computes once per key, keeps at most max keys, drops the least recently used', () => {
+  test('computes once per key, keeps at most max keys, drops a key not used since the last two turnovers', () => {
     const memo = new BoundedMemo<string, number>(2);
     let calls = 0;
     const get = (k: string) => memo.get(k, () => ++calls);
@@ -22,6 +22,21 @@ describe('BoundedMemo', () => {
     assert.equal(get('a'), 1);
     assert.equal(get('b'), 4, 'b was dropped and is computed again');
     assert.equal(calls, 4);
+  });
+
+  test('a flood of distinct keys keeps memory bounded and the keys in use', () => {
+    const memo = new BoundedMemo<number, number>(100);
+    let calls = 0;
+    for (let i = 0; i < 10_000; i++) {
+      memo.get(i, () => ++calls);
+      memo.get(-1, () => ++calls); // one key used all along
+      assert.ok(memo.size <= 100, `size ${memo.size} after ${i} keys`);
+    }
+    assert.equal(calls, 10_001, 'the key in use was computed once, each flooding key once');
+    // The last generation's keys are kept.
+    const before = calls;
+    for (let i = 9_990; i < 10_000; i++) memo.get(i, () => ++calls);
+    assert.equal(calls, before);
   });
 
   test('memoised image parsing keeps (name, tag) pairs apart', () => {

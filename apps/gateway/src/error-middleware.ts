@@ -1,6 +1,7 @@
 import { RegistryError, type Logger, describeFailure, failureOf, logThrottle, redisRefusal } from '@nixery/shared';
 import type { Context, Next } from 'koa';
 import { registryErrorFor } from './failures';
+import { requestLogger } from './request-log';
 
 /**
  * Registered first: turns thrown RegistryErrors, and domain failures through
@@ -19,7 +20,7 @@ export function errorMiddleware(log: Logger, repeatMs?: number, redact: (text: s
     } catch (err) {
       const failure = failureOf(err) ?? redisRefusal(err);
       const e = err instanceof RegistryError ? err : failure ? registryErrorFor(failure) : new RegistryError('UNKNOWN');
-      const reqLog = (ctx.state.log as Logger | undefined) ?? log;
+      const reqLog = requestLogger(ctx) ?? log;
       if (!(err instanceof RegistryError) && !failure) lines.log('error', `unhandled ${String(err)}`, { err, path: ctx.path }, 'unhandled error', reqLog);
       else if (failure && e.status >= 500 && failure.kind !== 'client_gone') {
         const cause = describeFailure(failure);
@@ -44,7 +45,7 @@ export function errorMiddleware(log: Logger, repeatMs?: number, redact: (text: s
  */
 export function appErrorHandler(log: Logger) {
   return (err: Error, ctx?: Context): void => {
-    const reqLog = (ctx?.state.log as Logger | undefined) ?? log;
+    const reqLog = (ctx && requestLogger(ctx)) ?? log;
     if (ctx && !ctx.res.writableFinished && (ctx.req.socket?.destroyed ?? true)) {
       // Koa reports one abort twice (the response's close, then the body's pipeline): one line.
       if (!ctx.state.clientGone) reqLog.debug({ status: ctx.status, code: (err as NodeJS.ErrnoException).code }, 'client went away');

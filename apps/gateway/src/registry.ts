@@ -34,7 +34,7 @@ import type { Builds } from './build-client';
 import { clientKey } from './client-address';
 import { parseRange } from './range';
 import { serveReferrers } from './referrers';
-import type { PullRecord } from './request-log';
+import { type PullRecord, addLogFields, requestLogger } from './request-log';
 import { type RegistryRoute, parseRegistryPath } from './registry-path';
 import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
 
@@ -183,7 +183,7 @@ async function imageFor(ctx: Context, deps: RegistryDeps, image: ImageSpec, sour
   }
   if (log) {
     // The request's logger names the image, tag, build key and job id (= build key) from here on (issue 6).
-    if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, buildKey: key, jobId: key });
+    addLogFields(ctx, { image: image.name, tag: image.tag, buildKey: key, jobId: key });
     ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: true } satisfies PullRecord;
   }
   deps.metrics.manifestCacheMisses.inc();
@@ -219,7 +219,7 @@ async function indexFor(ctx: Context, deps: RegistryDeps, platforms: PlatformDep
     ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: false } satisfies PullRecord;
     return cached;
   }
-  if (ctx.state.log) ctx.state.log = ctx.state.log.child({ image: image.name, tag: image.tag, indexKey: key });
+  addLogFields(ctx, { image: image.name, tag: image.tag, indexKey: key });
   ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: true } satisfies PullRecord;
   const outcomes = await Promise.all(
     specs.map((spec) =>
@@ -235,13 +235,13 @@ async function indexFor(ctx: Context, deps: RegistryDeps, platforms: PlatformDep
   );
   const composed = composeIndex(outcomes, platforms.defaultSystem, source.revision);
   if (!composed.ok) {
-    ctx.state.log?.info({ platform: platformName(composed.system), failure: composed.failure.kind }, 'a platform of the image index failed: no index');
+    requestLogger(ctx)?.info({ platform: platformName(composed.system), failure: composed.failure.kind }, 'a platform of the image index failed: no index');
     throw new Failed(composed.failure);
   }
   for (const o of composed.omitted) {
     const platform = platformName(o.system);
     deps.metrics.platformsOmitted.inc({ platform });
-    ctx.state.log?.info({ platform, unknownPackages: o.packages }, 'platform left out of the image index: its packages do not exist there');
+    requestLogger(ctx)?.info({ platform, unknownPackages: o.packages }, 'platform left out of the image index: its packages do not exist there');
   }
   await platforms.publish(key, composed.index);
   deps.manifests.learn(key, composed.index);
@@ -330,7 +330,7 @@ async function serveBlob(ctx: Context, deps: RegistryDeps, digest: Digest): Prom
     } catch (err) {
       // The status line went out: a read that fails or a client that goes away can only cut the connection.
       ctx.res.destroy();
-      (ctx.state.log as Logger | undefined)?.debug({ err: err instanceof Error ? err.message : String(err) }, 'blob not sent to the end');
+      requestLogger(ctx)?.debug({ err: err instanceof Error ? err.message : String(err) }, 'blob not sent to the end');
     }
     return;
   }

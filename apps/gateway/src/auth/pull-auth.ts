@@ -23,6 +23,7 @@ import { readFileSync } from 'node:fs';
 import type { AuthConfig, Logger, Metrics, Redis } from '@nixery/shared';
 import type { Context, Middleware, Next } from 'koa';
 import type { ClientInfo } from '../client-address';
+import { addLogFields } from '../request-log';
 import { type Challenge, checksBusy, unauthorized } from './challenge';
 import { presentedCredentials } from './credentials';
 import { parseHtpasswd } from './htpasswd';
@@ -114,7 +115,7 @@ export function createPullAuth(config: AuthConfig, deps: { redis: Redis; redisPr
     }
     if (who.kind === 'user') {
       ctx.state.user = who.user;
-      if (ctx.state.log) ctx.state.log = (ctx.state.log as Logger).child({ user: who.user });
+      addLogFields(ctx, { user: who.user });
     }
     return next();
   };

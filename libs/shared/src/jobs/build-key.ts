@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { BoundedMemo } from '../core/memo';
 import type { ImageSpec } from '../protocol/image-spec';
 import type { ResolvedSource } from '../sources/resolver';
 
@@ -9,12 +8,20 @@ import type { ResolvedSource } from '../sources/resolver';
  * keys mean the same image; the key is the BullMQ job id and the manifest cache key.
  */
 export function buildKey(image: ImageSpec, source: ResolvedSource): string {
-  // Length-prefixed identity; systems and package names hold no newline (image-spec.ts).
-  return keys.get(`${source.identity.length}:${source.identity}${image.system}\n${image.packages.join('\n')}`, () => hashBuildKey(image, source));
+  const kept = keys.get(image);
+  if (kept?.identity === source.identity) return kept.key;
+  const key = hashBuildKey(image, source);
+  keys.set(image, { identity: source.identity, key });
+  return key;
 }
 
-/** Every warm pull needs its build key (issue 15): one hash per distinct image and source. */
-const keys = new BoundedMemo<string, string>(4096);
+/**
+ * Every warm pull needs its build key (issue 15). Specs are immutable and
+ * handed out once per name (parseImage, withSystem), so each keeps the key
+ * of the last source it was built from: a warm pull costs one lookup, no
+ * string is built or hashed.
+ */
+const keys = new WeakMap<ImageSpec, { identity: string; key: string }>();
 
 function hashBuildKey(image: ImageSpec, source: ResolvedSource): string {
   return createHash('sha256')

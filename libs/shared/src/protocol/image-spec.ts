@@ -102,8 +102,15 @@ function parseImageText(name: string, tag: string): ParsedImage {
 /** The same image for another system (a platform of a multi-platform image, issue 13). */
 export function withSystem(spec: ImageSpec, system: NixSystem): ImageSpec {
   if (spec.system === system) return spec; // the same request: no copy on a warm pull
-  return { ...spec, system, architecture: architectureOf(system) };
+  // One object per (spec, system), so an index's platforms keep their build keys (build-key.ts) across pulls.
+  let bySystem = otherSystems.get(spec);
+  if (!bySystem) otherSystems.set(spec, (bySystem = new Map()));
+  let other = bySystem.get(system);
+  if (!other) bySystem.set(system, (other = { ...spec, system, architecture: architectureOf(system) }));
+  return other;
 }
+
+const otherSystems = new WeakMap<ImageSpec, Map<NixSystem, ImageSpec>>();
 
 function architectureOf(system: NixSystem): 'amd64' | 'arm64' {
   return system === 'aarch64-linux' ? 'arm64' : 'amd64';
