@@ -49,8 +49,7 @@ export function requestLog(log: Logger, metrics: Metrics, warmEvery: number) {
     } finally {
       const route = (ctx.state.route as string | undefined) ?? (ctx.status === 404 ? 'other' : ctx.path.split('/')[1] || 'root');
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      metrics.httpRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
-      metrics.httpDuration.observe({ method: ctx.method, route }, seconds);
+      metrics.http.record(ctx.method, route, ctx.status, seconds);
       const ms = Math.round(seconds * 1000);
       const pull = ctx.state.pull as PullRecord | undefined;
       if (pull?.cold) {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RedisKeys } from './redis';
+import { RequestMetrics } from './request-metrics';
 
 /** Cluster-wide counters kept in Redis (a hash), so any gateway can report them. */
 export const CLUSTER_STATS = ['builds_started', 'builds_succeeded', 'builds_failed', 'layers_packed'] as const;
@@ -23,8 +24,7 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'nixery_process_' });
   const m = {
     registry,
-    httpRequests: new Counter({ name: 'nixery_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
-    httpDuration: new Histogram({ name: 'nixery_http_request_duration_seconds', help: 'HTTP request latency by route', labelNames: ['method', 'route'], buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 2, 10, 60, 300], registers: [registry] }),
+    http: new RequestMetrics(registry), // nixery_http_requests_total, nixery_http_request_duration_seconds
     manifestCacheHits: new Counter({ name: 'nixery_manifest_cache_hits_total', help: 'Manifest requests answered from the cache', registers: [registry] }),
     manifestCacheMisses: new Counter({ name: 'nixery_manifest_cache_misses_total', help: 'Manifest requests that needed a build job', registers: [registry] }),
     buildsStarted: new Counter({ name: 'nixery_builds_started_total', help: 'Nix image builds started by this process', registers: [registry] }),
