@@ -34,7 +34,7 @@ import type { Builds } from './build-client';
 import { clientKey } from './client-address';
 import { parseRange } from './range';
 import { serveReferrers } from './referrers';
-import { type PullRecord, addLogFields, requestLogger } from './request-log';
+import { type PullRecord, addLogFields, requestLogger, warmPull } from './request-log';
 import { type RegistryRoute, parseRegistryPath } from './registry-path';
 import { nextPageLink, paginateTags, parseTagsQuery } from './tags-list';
 
@@ -178,7 +178,7 @@ async function imageFor(ctx: Context, deps: RegistryDeps, image: ImageSpec, sour
   const cached = await deps.manifests.byBuildKey(key);
   if (cached) {
     deps.metrics.manifestCacheHits.inc();
-    if (log) ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: false } satisfies PullRecord;
+    if (log) ctx.state.pull = warmPull(image, key);
     return cached;
   }
   if (log) {
@@ -216,7 +216,7 @@ async function indexFor(ctx: Context, deps: RegistryDeps, platforms: PlatformDep
   const cached = await deps.manifests.byBuildKey(key);
   if (cached) {
     deps.metrics.manifestCacheHits.inc();
-    ctx.state.pull = { image: image.name, tag: image.tag, buildKey: key, cold: false } satisfies PullRecord;
+    ctx.state.pull = warmPull(image, key);
     return cached;
   }
   addLogFields(ctx, { image: image.name, tag: image.tag, indexKey: key });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger, Metrics } from '@nixery/shared';
+import type { ImageSpec, Logger, Metrics } from '@nixery/shared';
 import type { Context, Next } from 'koa';
 
 /**
@@ -55,12 +55,31 @@ export function requestLog(log: Logger, metrics: Metrics, warmEvery: number) {
       if (pull?.cold) {
         requestLogger(ctx)?.info({ digest: pull.digest, revision: pull.revision, status: ctx.status, ms }, 'manifest');
       } else if (pull && warmEvery > 0 && ++warm % warmEvery === 0) {
-        log.info({ image: pull.image, tag: pull.tag, build: pull.buildKey.slice(0, WARM_KEY_CHARS), ms }, 'manifest');
+        let line = warmLines.get(pull);
+        if (!line) warmLines.set(pull, (line = log.child({ image: pull.image, tag: pull.tag, build: pull.buildKey.slice(0, WARM_KEY_CHARS) })));
+        line.info({ ms }, 'manifest');
       }
       if (debug()) requestLogger(ctx)?.debug({ status: ctx.status, ms }, 'request');
     }
   };
 }
+
+/**
+ * The record of a warm pull of `image` built under `buildKey`: one object
+ * per image and key, never changed, so its log line's fields are serialised
+ * once (a child logger per record) instead of on every pull.
+ */
+export function warmPull(image: ImageSpec, buildKey: string): PullRecord {
+  const kept = warmRecords.get(image);
+  if (kept?.buildKey === buildKey) return kept;
+  const record: PullRecord = Object.freeze({ image: image.name, tag: image.tag, buildKey, cold: false });
+  warmRecords.set(image, record);
+  return record;
+}
+
+/** Specs are immutable and handed out once per name (parseImage), so they key the records; records key their lines. */
+const warmRecords = new WeakMap<ImageSpec, PullRecord>();
+const warmLines = new WeakMap<PullRecord, Logger>();
 
 /**
  * The request's logger: a child of the root logger with reqId, method and
