@@ -39,6 +39,23 @@ describe('BoundedMemo', () => {
     assert.equal(calls, before);
   });
 
+  test('as a bounded map: find, set, deleteWhere and clear', () => {
+    const map = new BoundedMemo<string, number>(4);
+    for (const [k, v] of [['a', 1], ['b', 2], ['c', 3]] as const) map.set(k, v);
+    assert.equal(map.find('a'), 1);
+    assert.equal(map.find('z'), undefined);
+    map.set('a', 10); // replaced, not held twice
+    assert.equal(map.find('a'), 10);
+    assert.equal(map.size, 3);
+    map.deleteWhere((v) => v >= 3);
+    assert.deepEqual([map.find('a'), map.find('b'), map.find('c')], [undefined, 2, undefined]);
+    map.clear();
+    assert.equal(map.size, 0);
+    for (let i = 0; i < 100; i++) map.set(`k${i}`, i);
+    assert.ok(map.size <= 4);
+    assert.equal(map.find('k99'), 99, 'the newest is kept');
+  });
+
   test('memoised image parsing keeps (name, tag) pairs apart', () => {
     const a = parseImage('hello', 'latest');
     assert.equal(parseImage('hello', 'latest'), a, 'the same answer object on a warm pull');

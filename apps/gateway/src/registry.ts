@@ -8,7 +8,6 @@ import {
   type ResolvedSource,
   composeIndex,
   indexKey,
-  manifestVariants,
   negotiateManifest,
   platformName,
   withSystem,
@@ -138,7 +137,9 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
       m = await imageFor(ctx, deps, image.explicitSystem || !platforms ? image : withSystem(image, platforms.defaultSystem), source);
     }
     doc = choice.family === 'oci' ? m.oci : m;
-    for (const v of manifestVariants(m)) deps.pulls?.recordPull(v.digest);
+    // Both variants count as pulled (the collector keeps an image by either digest); no copy of the document.
+    deps.pulls?.recordPull(m.digest);
+    deps.pulls?.recordPull(m.oci.digest);
   }
   // Every manifest answer names the package-source revision it was built from
   // (also the image config's org.opencontainers.image.revision label).

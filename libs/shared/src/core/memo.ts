@@ -1,7 +1,8 @@
 /**
  * A bounded memo for pure functions on the warm path (issue 15): the answer
  * for a key is computed once and kept, and memory stays bounded whatever
- * the clients send.
+ * the clients send. Also a bounded map (find, set, deleteWhere) for caches
+ * in front of slower stores (the manifest cache).
  *
  * Two generations, each at most `max / 2` keys: answers are kept in the
  * young one; when it is full it becomes the old one and the old one is
@@ -22,17 +23,44 @@ export class BoundedMemo<K, V> {
 
   /** The kept answer for `key`, else `make()`'s (kept from now on). */
   get(key: K, make: () => V): V {
+    const kept = this.find(key);
+    if (kept !== undefined) return kept;
+    const value = make();
+    this.set(key, value);
+    return value;
+  }
+
+  /** The kept value for `key` (now counted as used), or undefined. */
+  find(key: K): V | undefined {
     const hit = this.young.get(key);
     if (hit !== undefined) return hit;
-    let value = this.old.get(key);
-    if (value !== undefined) this.old.delete(key);
-    else value = make();
-    if (this.young.size >= this.generation) {
+    const old = this.old.get(key);
+    if (old !== undefined) {
+      this.old.delete(key);
+      this.set(key, old);
+    }
+    return old;
+  }
+
+  /** Keeps `value` for `key`. */
+  set(key: K, value: V): void {
+    if (!this.young.has(key) && this.young.size >= this.generation) {
       this.old = this.young;
       this.young = new Map();
     }
+    this.old.delete(key);
     this.young.set(key, value);
-    return value;
+  }
+
+  /** Drops every kept value `drop` is true for. */
+  deleteWhere(drop: (value: V) => boolean): void {
+    for (const gen of [this.young, this.old]) for (const [k, v] of gen) if (drop(v)) gen.delete(k);
+  }
+
+  /** Drops everything. */
+  clear(): void {
+    this.young.clear();
+    this.old.clear();
   }
 
   /** Keys kept now. */

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { Failed } from '../core/failure';
+import { BoundedMemo } from '../core/memo';
 import { type PublishedImage, manifestVariants } from '../protocol/image-documents';
 import { type RedisKeys, deleteMatching } from '../infra/redis';
 
@@ -13,20 +14,22 @@ export type CachedManifest = PublishedImage;
 
 /**
  * Manifests by build key and by digest, in Redis (shared by every gateway)
- * with a small in-process LRU in front, so warm pulls touch neither Nix nor storage.
+ * with a small bounded map in process memory in front (core/memo.ts), so warm pulls touch neither Nix nor storage.
  * Entries never go stale: a build key pins the source revision, system and
  * packages, so it always names the same image; but the storage collector
  * drops the manifests whose blobs it deleted (`drop`, and `forget` in every
  * other process, told over Redis pub/sub), so the next pull builds again.
  */
 export class ManifestCache {
-  private readonly memory = new Map<string, CachedManifest>();
+  private readonly memory: BoundedMemo<string, CachedManifest>;
 
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
-    private readonly memoryEntries = 1000,
-  ) {}
+    memoryEntries = 1000,
+  ) {
+    this.memory = new BoundedMemo(memoryEntries);
+  }
 
   /**
    * The manifest built for a build key (memory first, then Redis), or null.
@@ -63,8 +66,8 @@ export class ManifestCache {
    * answered from memory, even while Redis is away, without reading it back.
    */
   learn(buildKey: string, m: CachedManifest): void {
-    this.remember(this.keys.manifestByBuild(buildKey), m);
-    for (const d of byVariant(m)) this.remember(this.keys.manifestByDigest(d.digest), d);
+    this.memory.set(this.keys.manifestByBuild(buildKey), m);
+    for (const d of byVariant(m)) this.memory.set(this.keys.manifestByDigest(d.digest), d);
   }
 
   /**
@@ -81,7 +84,7 @@ export class ManifestCache {
 
   /** Forgets manifests (by digest) in this process's memory only (another process collected them). */
   forget(digests: ReadonlySet<string>): void {
-    for (const [k, m] of this.memory) if (digests.has(m.digest) || digests.has(m.oci.digest)) this.memory.delete(k);
+    this.memory.deleteWhere((m) => digests.has(m.digest) || digests.has(m.oci.digest));
   }
 
   /** Forgets everything in memory (after missing collection news, e.g. a lost subscription). */
@@ -90,12 +93,8 @@ export class ManifestCache {
   }
 
   private async lookup(key: string, whenRedisDown: 'throw' | 'miss'): Promise<CachedManifest | null> {
-    const mem = this.memory.get(key);
-    if (mem) {
-      this.memory.delete(key);
-      this.memory.set(key, mem);
-      return mem;
-    }
+    const mem = this.memory.find(key);
+    if (mem) return mem;
     if (this.redis.status !== 'ready') {
       if (whenRedisDown === 'miss') return null;
       throw new Failed({ kind: 'state_unavailable', what: 'its Redis' });
@@ -107,16 +106,8 @@ export class ManifestCache {
     if (!parsed.oci) return null;
     // Entries written before the size was kept get it from their body.
     const m: CachedManifest = { ...parsed, oci: parsed.oci, size: parsed.size ?? Buffer.byteLength(parsed.body) };
-    this.remember(key, m);
-    return m;
-  }
-
-  private remember(key: string, m: CachedManifest): void {
     this.memory.set(key, m);
-    if (this.memory.size > this.memoryEntries) {
-      const oldest = this.memory.keys().next().value;
-      if (oldest !== undefined) this.memory.delete(oldest);
-    }
+    return m;
   }
 }
 

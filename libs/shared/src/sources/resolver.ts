@@ -63,6 +63,8 @@ export class SourceResolver {
   private readonly fingerprinter: TreeFingerprinter | undefined;
   /** Resolved sources by identity and ref, so equal pins share one object. */
   private readonly pinned = new Map<string, ResolvedSource>();
+  /** The path source's last pin (the warm path's). */
+  private lastPath: { fingerprint: string; source: ResolvedSource } | undefined;
 
   constructor(
     private readonly source: PackageSourceConfig,
@@ -121,7 +123,11 @@ export class SourceResolver {
           const code = (e as NodeJS.ErrnoException | null)?.code;
           throw new Failed({ kind: 'source_unavailable', source: this.describe(), error: `cannot read the package set${code ? ` (${code})` : ''}` });
         });
-        return this.pin(`path:${s.path}#${fp}`, '', () => ({ revision: fp.slice(0, 16), nix: { type: 'path', path: s.path } }));
+        // A warm pull asks again and again for the same fingerprint: no identity string is built for it.
+        if (this.lastPath?.fingerprint === fp) return this.lastPath.source;
+        const source = this.pin(`path:${s.path}#${fp}`, '', () => ({ revision: fp.slice(0, 16), nix: { type: 'path', path: s.path } }));
+        this.lastPath = { fingerprint: fp, source };
+        return source;
       }
       case 'git': {
         const ref = isCommit(tag) ? { commit: tag } : resolveTag(await this.gitRefs!.get(), tag);
