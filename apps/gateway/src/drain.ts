@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { Context, Next } from 'koa';
 
 /**
@@ -7,7 +8,7 @@ import type { Context, Next } from 'koa';
  * get `503 UNAVAILABLE` with `Retry-After`, the `shutting_down` failure).
  */
 export class RequestDrain {
-  private inFlight = 0;
+  private readonly inFlight = new Set<ServerResponse>();
   private draining = false;
   private readonly giveUp = new AbortController();
 
@@ -18,26 +19,32 @@ export class RequestDrain {
 
   /** Requests being handled right now. */
   get active(): number {
-    return this.inFlight;
+    return this.inFlight.size;
   }
 
-  /** Koa middleware (registered first): counts the request; while draining its answer closes the connection. */
+  /**
+   * Koa middleware (registered first): counts the request; while draining
+   * its answer closes the connection. The header is put on the Node
+   * response, not Koa's, so it goes out with answers written by their
+   * handlers too (manifests, blobs).
+   */
   middleware() {
     return async (ctx: Context, next: Next): Promise<void> => {
-      this.inFlight++;
+      const res = ctx.res;
+      this.inFlight.add(res);
+      if (this.draining) res.setHeader('Connection', 'close');
       try {
         await next();
       } finally {
-        this.inFlight--;
-        // Koa writes the response after the middleware: the header still goes out with it.
-        if (this.draining) ctx.set('Connection', 'close');
+        this.inFlight.delete(res);
       }
     };
   }
 
-  /** From now on every answer closes its connection. */
+  /** From now on every answer closes its connection, those of requests in flight too. */
   start(): void {
     this.draining = true;
+    for (const res of this.inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
   }
 
   /** The grace is over: every request still waiting stops waiting. */
