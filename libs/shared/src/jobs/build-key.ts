@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { BoundedMemo } from '../core/memo';
 import type { ImageSpec } from '../protocol/image-spec';
 import type { ResolvedSource } from '../sources/resolver';
 
@@ -52,5 +53,8 @@ export function resolvedKey(image: Pick<ImageSpec, 'system'>, source: Pick<Resol
  * keys of the manifest cache (its own hash input, so it never collides with one).
  */
 export function indexKey(platformKeys: readonly string[]): string {
-  return createHash('sha256').update(JSON.stringify({ v: 1, index: platformKeys })).digest('hex');
+  // Every warm pull of a multi-platform image asks for it: one hash per distinct list.
+  return indexKeys.get(platformKeys.join(','), () => createHash('sha256').update(JSON.stringify({ v: 1, index: platformKeys })).digest('hex'));
 }
+
+const indexKeys = new BoundedMemo<string, string>(4096);

@@ -38,12 +38,12 @@ export class ManifestCache {
    * request could not enqueue its build anyway.
    */
   async byBuildKey(buildKey: string): Promise<CachedManifest | null> {
-    return this.lookup(this.keys.manifestByBuild(buildKey), 'throw');
+    return this.lookup(buildKey, () => this.keys.manifestByBuild(buildKey), 'throw');
   }
 
   /** A manifest (either variant) by its digest (memory first, then Redis), or null; null too when Redis is unreachable (storage still has it). */
   async byDigest(digest: string): Promise<CachedManifest | null> {
-    return this.lookup(this.keys.manifestByDigest(digest), 'miss');
+    return this.lookup(digest, () => this.keys.manifestByDigest(digest), 'miss');
   }
 
   /**
@@ -66,8 +66,8 @@ export class ManifestCache {
    * answered from memory, even while Redis is away, without reading it back.
    */
   learn(buildKey: string, m: CachedManifest): void {
-    this.memory.set(this.keys.manifestByBuild(buildKey), m);
-    for (const d of byVariant(m)) this.memory.set(this.keys.manifestByDigest(d.digest), d);
+    this.memory.set(buildKey, m);
+    for (const d of byVariant(m)) this.memory.set(d.digest, d);
   }
 
   /**
@@ -92,14 +92,15 @@ export class ManifestCache {
     this.memory.clear();
   }
 
-  private async lookup(key: string, whenRedisDown: 'throw' | 'miss'): Promise<CachedManifest | null> {
+  /** Memory is keyed by the build key or digest itself (64 hex digits or `sha256:...`, never equal): a warm pull builds no Redis key. */
+  private async lookup(key: string, redisKey: () => string, whenRedisDown: 'throw' | 'miss'): Promise<CachedManifest | null> {
     const mem = this.memory.find(key);
     if (mem) return mem;
     if (this.redis.status !== 'ready') {
       if (whenRedisDown === 'miss') return null;
       throw new Failed({ kind: 'state_unavailable', what: 'its Redis' });
     }
-    const v = await this.redis.get(key);
+    const v = await this.redis.get(redisKey());
     if (!v) return null;
     const parsed = JSON.parse(v) as Omit<CachedManifest, 'size' | 'oci'> & { size?: number; oci?: CachedManifest['oci'] };
     // Entries written before both variants were kept (issue 13) are built again: their OCI manifest was never stored.
