@@ -133,7 +133,8 @@ describe('registry protocol, in process', () => {
       name: 'GET manifest by tag (cached now)',
       path: () => '/v2/hello/manifests/latest',
       status: 200,
-      expect: { 'content-type': MediaTypes.dockerManifest, 'docker-content-digest': () => hello.digest, 'nixery-revision': /^[0-9a-f]{16}$/ },
+      // The handler writes this answer itself (issue 15): every header a registry answer carries.
+      expect: { 'content-type': MediaTypes.dockerManifest, 'docker-content-digest': () => hello.digest, 'nixery-revision': /^[0-9a-f]{16}$/, 'docker-distribution-api-version': 'registry/2.0', etag: () => `"${hello.digest}"` },
       body: (b) => assert.equal(b.toString(), hello.body),
     },
     {
@@ -144,7 +145,7 @@ describe('registry protocol, in process', () => {
       expect: { 'content-type': MediaTypes.dockerManifest, 'docker-content-digest': () => hello.digest, 'content-length': () => String(Buffer.byteLength(hello.body)) },
       body: (b) => assert.equal(b.length, 0),
     },
-    { name: 'GET manifest by digest', path: () => `/v2/hello/manifests/${hello.digest}`, status: 200, body: (b) => assert.equal(b.toString(), hello.body) },
+    { name: 'GET manifest by digest', path: () => `/v2/hello/manifests/${hello.digest}`, status: 200, expect: { 'docker-distribution-api-version': 'registry/2.0', 'content-length': () => String(Buffer.byteLength(hello.body)) }, body: (b) => assert.equal(b.toString(), hello.body) },
     {
       name: 'GET manifest by tag with a strict OCI Accept: the OCI manifest of the same layer blobs (issue 13)',
       path: () => '/v2/hello/manifests/latest',

@@ -1,13 +1,14 @@
-import { type Digest, RegistryError, parseDigest, validateName } from '@nixery/shared';
+import { BoundedMemo, type Digest, RegistryError, parseDigest, validateName } from '@nixery/shared';
 
 /** A parsed `/v2/...` request path. */
-export type RegistryRoute =
+export type RegistryRoute = Readonly<
   | { kind: 'base' }
-  | { kind: 'manifest'; name: string; reference: { tag: string } | { digest: Digest } }
+  | { kind: 'manifest'; name: string; reference: Readonly<{ tag: string } | { digest: Digest }> }
   | { kind: 'blob'; name: string; digest: Digest }
   | { kind: 'tags'; name: string }
   | { kind: 'referrers'; name: string; digest: Digest }
-  | { kind: 'upload'; name: string };
+  | { kind: 'upload'; name: string }
+>;
 
 const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs|tags|referrers)\/(.*)$/;
 
@@ -18,6 +19,13 @@ const ROUTE_RE = /^\/v2\/(.+)\/(manifests|blobs|tags|referrers)\/(.*)$/;
  * registry routes at all.
  */
 export function parseRegistryPath(path: string): RegistryRoute | null {
+  return routes.get(path, () => parseRoute(path));
+}
+
+/** Warm pulls ask for the same few paths (issue 15); routes are never changed, and a path that throws is not kept. */
+const routes = new BoundedMemo<string, RegistryRoute | null>(4096);
+
+function parseRoute(path: string): RegistryRoute | null {
   if (path === '/v2/' || path === '/v2') return { kind: 'base' };
   const m = ROUTE_RE.exec(path);
   if (!m) return null;

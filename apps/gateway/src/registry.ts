@@ -70,9 +70,10 @@ const READ_METHODS = new Set(['GET', 'HEAD']);
 /** Handles every `/v2/` request; returns false when the path is not a registry route. */
 export async function handleRegistry(ctx: Context, deps: RegistryDeps): Promise<boolean> {
   if (!ctx.path.startsWith('/v2')) return false;
-  ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
   const route = parseRegistryPath(ctx.path);
   if (!route) throw new RegistryError('NOT_FOUND');
+  // A manifest's answer carries it among its own headers (answerOf); every error gets it from the error middleware.
+  if (route.kind !== 'manifest') ctx.set('Docker-Distribution-API-Version', 'registry/2.0');
   ctx.state.route = route.kind;
   if (route.kind === 'upload' || !READ_METHODS.has(ctx.method)) throw new RegistryError('UNSUPPORTED');
   switch (route.kind) {
@@ -149,7 +150,7 @@ async function serveManifest(ctx: Context, deps: RegistryDeps, route: Extract<Re
   }
   const answer = answerOf(doc, m.revision);
   // Written here, not through Koa's response setters, which measured as a tenth of a warm pull (issue 15).
-  // Headers already on the response (the API version, a draining gateway's Connection: close) go out with these.
+  // A header already on the response (a draining gateway's Connection: close) goes out with these.
   ctx.respond = false;
   ctx.res.writeHead(200, answer.headers);
   if (ctx.method === 'HEAD') ctx.res.end();
@@ -169,7 +170,7 @@ function answerOf(doc: ManifestDocument, revision: string | undefined): Manifest
   let answer = answers.get(doc);
   if (!answer) {
     const body = Buffer.from(doc.body);
-    const headers = ['Content-Type', doc.mediaType, 'Content-Length', String(body.length), 'Docker-Content-Digest', doc.digest, 'Etag', `"${doc.digest}"`];
+    const headers = ['Docker-Distribution-API-Version', 'registry/2.0', 'Content-Type', doc.mediaType, 'Content-Length', String(body.length), 'Docker-Content-Digest', doc.digest, 'Etag', `"${doc.digest}"`];
     if (revision) headers.push('Nixery-Revision', revision);
     answers.set(doc, (answer = { body, headers }));
   }
