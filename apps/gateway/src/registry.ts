@@ -13,7 +13,6 @@ import {
   withSystem,
   type ManifestLookup,
   MediaTypes,
-  type Logger,
   type Metrics,
   type NegativeCache,
   type PublishedImage,

@@ -35,10 +35,7 @@ export class BoundedMemo<K, V> {
     const hit = this.young.get(key);
     if (hit !== undefined) return hit;
     const old = this.old.get(key);
-    if (old !== undefined) {
-      this.old.delete(key);
-      this.set(key, old);
-    }
+    if (old !== undefined) this.set(key, old); // moves it to the young generation
     return old;
   }
 

@@ -39,7 +39,7 @@ export class RequestMetrics {
   constructor(registry: Registry) {
     // The registry renders any object with its metrics' name, help, type and get(); prom-client types only its own classes.
     const register = (family: typeof REQUESTS | typeof DURATION, values: () => Sample[]) =>
-      registry.registerMetric({ ...family, get: async () => ({ ...family, values: values() }), reset: () => this.tallies.clear() } as unknown as Metric);
+      registry.registerMetric({ ...family, get: async () => ({ ...family, values: values() }), reset: () => this.reset() } as unknown as Metric);
     register(REQUESTS, () => this.counted());
     register(DURATION, () => this.timed());
   }
@@ -60,6 +60,11 @@ export class RequestMetrics {
     t.sum += seconds;
     t.count++;
     t.statuses.set(status, (t.statuses.get(status) ?? 0) + 1);
+  }
+
+  private reset(): void {
+    this.tallies.clear();
+    this.routes = 0;
   }
 
   private all(): RouteTally[] {
